@@ -1,0 +1,19 @@
+# Source this to use resrl from the repo: venv + colcon install space + loopback-only DDS.
+# (On an apt ROS 2 install, source /opt/ros/<distro>/setup.bash and install/setup.bash instead.)
+_RESRL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+_RESRL_VENV="${RESRL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/resrl/venv-py311}"
+# shellcheck disable=SC1091
+source "$_RESRL_VENV/bin/activate"
+_RESRL_INSTALL="$_RESRL_ROOT/.colcon/install/resrl"
+_RESRL_SITE="$(ls -d "$_RESRL_INSTALL"/lib/python3*/site-packages 2>/dev/null | head -1)"
+export AMENT_PREFIX_PATH="$_RESRL_INSTALL:$_RESRL_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export CMAKE_PREFIX_PATH="$_RESRL_INSTALL:$_RESRL_VENV"
+export PYTHONPATH="$_RESRL_ROOT/src:$_RESRL_SITE${PYTHONPATH:+:$PYTHONPATH}"
+export LD_LIBRARY_PATH="$_RESRL_INSTALL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$_RESRL_INSTALL/lib/resrl:$PATH"
+# DDS stays on this host unless the user says otherwise.
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+export MUJOCO_GL="${MUJOCO_GL:-osmesa}"
+unset _RESRL_ROOT _RESRL_VENV _RESRL_INSTALL _RESRL_SITE

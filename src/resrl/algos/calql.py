@@ -1,0 +1,154 @@
+"""Cal-QL (Nakamoto et al. 2023) for a deterministic residual actor: the offline warm-up on the
+~20 demos (VGM, Sec. III-C) and, optionally, online fine-tuning with the same loss.
+
+Per update (batch of B transitions, heads e = 1..E, residual bound xi):
+
+  TD      a'   = base' + actor(s')                                   (no target actor)
+          y    = r_n + discount * min_{e in random subset} Q_targ_e(s', a')
+          L_TD = sum_e mean_B (Q_e(s, a) - y)^2                      (a = executed action)
+
+  CQL     candidate actions around the VLA action (the residual's reachable set):
+            random:  a_r = base + U(-random_scale * xi, random_scale * xi)         (num_random)
+            policy:  a_p = base + clamp(actor(s) + N(0, (policy_noise * xi)^2), -xi, xi)
+                                                                       (num_policy, actor detached)
+          Cal-QL calibration (``use_calibration``): Q_e(s, a_p) <- max(Q_e(s, a_p), mc_return(s))
+          -- the Monte-Carlo return-to-go of the data is a lower bound the regulariser may not
+          push the policy's values below (random actions are not bounded).
+          L_CQL = alpha * sum_e mean_B [ T * logsumexp_{a in {a_r, a_p, a_data}} (Q_e(s, a) / T) - Q_e(s, a_data) ]
+          (CQL's un-importance-weighted form, which also puts the data action in the logsumexp so
+          the push-up on Q(s, a_data) fades once it dominates: the deterministic actor has no
+          density, and a narrow Gaussian's density would drown the policy samples.)
+
+  V       L_V = expectile_tau( mean_e Q_e(s, a_data).detach() - V(s) )
+          V is the value of the behaviour in the data (tau = 0.5: its mean; > 0.5 leans towards
+          the best in-support action, IQL). It shares the critic trunk; the arbiter reads it.
+
+  critic  L_critic = L_TD + L_CQL + v_weight * L_V      ;  target critic: polyak (tau) every step
+  actor   L_pi = -mean_B min_e Q_e(s, base + actor(s)) + bc_weight * BC + residual_l2 * mean(res^2)
+          BC = mean over intervention/demo samples of ||actor(s) - clamp(a_human - a_VLA, +-xi)||^2
+
+``use_calibration=False`` gives plain CQL with the same code (the test compares the two).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import torch
+from torch import nn
+
+from resrl.algos.common import (AgentBase, as_float_metrics, clamp_residual, expectile_loss, frozen,
+                                min_over_subset, q_and_v, soft_update)
+from resrl.algos.intervention import bc_loss
+
+
+@dataclass
+class CalQLConfig:
+    actor_lr: float = 1e-4  # Cal-QL: 1e-4 policy
+    critic_lr: float = 3e-4  # Cal-QL: 3e-4 critic
+    critic_weight_decay: float = 0.0
+    tau: float = 0.005
+    utd: int = 1
+    cql_alpha: float = 5.0  # Cal-QL's value for sparse-reward manipulation
+    use_calibration: bool = True  # False -> plain CQL
+    cql_temp: float = 1.0  # logsumexp temperature T
+    num_random: int = 4  # random actions per state (CQL uses 10; 4 keeps a CPU fast)
+    num_policy: int = 4  # noisy policy actions per state
+    random_scale: float = 1.0  # random residuals ~ U(-scale*xi, scale*xi) around the VLA action
+    policy_noise: float = 0.2  # std of the policy samples' noise, fraction of xi
+    target_subset: int = 2  # min over this many random target heads (0 = all heads)
+    critic_warmup_steps: int = 0  # critic-only updates before the actor trains
+    explore_std: float = 0.1  # online use: exploration noise, fraction of xi
+    explore_clip: float = 0.3
+    bc_weight: float = 1.0  # BC on intervention/demo samples (0 disables)
+    residual_l2: float = 0.0
+    v_expectile: float = 0.5
+    v_weight: float = 1.0
+    augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
+    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi (1.0 if unknown)
+
+
+class CalQL(AgentBase):
+    def __init__(self, actor: nn.Module, critic: nn.Module, cfg: CalQLConfig | None = None,
+                 device: str | torch.device = "cpu", seed: int | None = None) -> None:
+        super().__init__(actor, critic, cfg or CalQLConfig(), device, seed)
+
+    def update_critic(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+        cfg = self.cfg
+        b = batch if prepared else self.prepare(batch)
+        obs, next_obs = b["obs"], b["next_obs"]
+        base = obs["base_action"]
+        xi = self.limit if self.limit is not None else torch.ones((), device=base.device)
+
+        # --- TD -------------------------------------------------------------------------
+        with torch.no_grad():
+            next_a = next_obs["base_action"] + self.actor(next_obs)
+            next_q = min_over_subset(self.critic_target.q(next_obs, next_a), cfg.target_subset, self.generator)
+            target = b["reward"] + b["discount"] * next_q
+
+        # --- candidate actions for the CQL regulariser ------------------------------------
+        with torch.no_grad():
+            n_r, n_p = cfg.num_random, cfg.num_policy
+            rand_res = (torch.rand((n_r,) + base.shape, generator=self.generator, device=base.device) * 2 - 1) \
+                * (cfg.random_scale * xi)
+            pi_res = self.actor(obs)
+            pol_res = clamp_residual(
+                pi_res + torch.randn((n_p,) + base.shape, generator=self.generator, device=base.device)
+                * (cfg.policy_noise * xi), self.limit)
+            cand = base + torch.cat([rand_res, pol_res], dim=0)  # (N, B, D)
+        q_data, q_cand, v = q_and_v(self.critic, obs, b["action"], cand)  # (E, B), (E, N, B), (B,)
+        td_loss = (q_data - target).pow(2).mean(dim=1).sum()
+
+        # --- CQL regulariser with the Monte-Carlo lower bound -----------------------------
+        q_rand, q_pol = q_cand[:, :n_r], q_cand[:, n_r:]
+        if cfg.use_calibration:
+            q_pol = torch.maximum(q_pol, b["mc_return"])  # Cal-QL: max(Q_pi, MC return-to-go)
+        q_cat = torch.cat([q_rand, q_pol, q_data[:, None]], dim=1)  # (E, N + 1, B)
+        lse = cfg.cql_temp * torch.logsumexp(q_cat / cfg.cql_temp, dim=1)  # (E, B)
+        cql_gap = lse - q_data
+        cql_loss = cfg.cql_alpha * cql_gap.mean(dim=1).sum()
+
+        # --- V head ----------------------------------------------------------------------
+        v_loss = expectile_loss(q_data.detach().mean(dim=0) - v, cfg.v_expectile)
+
+        loss = td_loss + cql_loss + cfg.v_weight * v_loss
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+        self.critic_updates += 1
+        return as_float_metrics({
+            "critic_loss": loss, "td_loss": td_loss, "cql_loss": cql_loss, "cql_gap": cql_gap.mean(),
+            "v_loss": v_loss, "q_mean": q_data.mean(), "q_target_mean": target.mean(),
+            "q_policy_sample_mean": q_cand[:, n_r:].mean(), "q_random_mean": q_rand.mean(),
+            "calibrated_frac": (q_cand[:, n_r:] < b["mc_return"]).float().mean(), "v_mean": v.mean()})
+
+    def update_actor(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+        cfg = self.cfg
+        b = batch if prepared else self.prepare(batch)
+        obs = b["obs"]
+        res = self.actor(obs)
+        with frozen(self.critic):
+            q_pi = self.critic.q(obs, obs["base_action"] + res).min(dim=0).values
+        bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
+        loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
+
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        self.actor_updates += 1
+        return as_float_metrics({"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
+                                 "residual_abs": res.detach().abs().mean()})
+
+    def update(self, batches) -> dict[str, float]:
+        """A critic step per batch, then one actor step on the last batch (after the warm-up)."""
+        if isinstance(batches, Mapping):
+            batches = [batches]
+        metrics: dict[str, float] = {}
+        prepared = None
+        for batch in batches:
+            prepared = self.prepare(batch)
+            metrics.update(self.update_critic(prepared, prepared=True))
+        if self.critic_updates > self.cfg.critic_warmup_steps:
+            metrics.update(self.update_actor(prepared, prepared=True))
+        return metrics

@@ -1,0 +1,415 @@
+"""Pieces shared by the residual RL algorithms (ROS-free).
+
+Conventions used by every algorithm in ``resrl.algos``:
+
+* ``obs`` is a dict of tensors with leading batch dim B; ``obs["base_action"]`` (B, D) is the
+  frozen VLA action a_VLA. The residual actor returns ``a_res`` (B, D) and the action the policy
+  proposes to execute is ``base_action + a_res`` (lambda = 1: the value of the residual policy
+  itself; the arbiter's lambda is recorded in the batch but not used by the losses).
+* ``critic.q(obs, action) -> (E, B)`` scores the EXECUTED (combined) action with an ensemble of
+  E heads; ``critic.v(obs) -> (B,)`` is a state value on the same trunk.
+* Replay batches carry n-step quantities: ``reward`` is the discounted n-step sum and
+  ``discount`` is gamma**n (0 after a terminal), so TD targets are
+  ``reward + discount * Q_target(next_obs, next_action)`` and no gamma appears here.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+IMAGE_KEYS = ("image", "depth")
+
+
+# --------------------------------------------------------------------------------------------
+# batches
+# --------------------------------------------------------------------------------------------
+def to_torch(batch: Mapping, device: str | torch.device = "cpu"):
+    """numpy replay batch (nested dicts of arrays) -> the same structure of torch tensors.
+
+    float arrays become float32, bool stays bool, uint8 stays uint8 (images are augmented and
+    normalised inside the networks), other integers become int64. Tensors pass through (moved
+    to ``device``). Scalars become 0-d tensors.
+    """
+    if isinstance(batch, Mapping):
+        return {k: to_torch(v, device) for k, v in batch.items()}
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    arr = np.asarray(batch)
+    if arr.dtype == np.bool_ or arr.dtype == np.uint8:
+        pass
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32, copy=False)
+    elif np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.int64, copy=False)
+    else:
+        raise TypeError(f"to_torch: unsupported dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. np.frombuffer views; torch wants writeable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device)
+
+
+def concat_batches(batches: Sequence[Mapping]) -> dict:
+    """Concatenate replay batches (numpy or torch, nested dicts) along the batch dim."""
+    batches = [b for b in batches if b is not None]
+    if len(batches) == 1:
+        return dict(batches[0])
+    first = batches[0]
+    out = {}
+    for k, v in first.items():
+        parts = [b[k] for b in batches]
+        if isinstance(v, Mapping):
+            out[k] = concat_batches(parts)
+        elif isinstance(v, Tensor):
+            out[k] = torch.cat(parts, dim=0)
+        else:
+            out[k] = np.concatenate(parts, axis=0)
+    return out
+
+
+def batch_size_of(batch: Mapping) -> int:
+    return int(batch["reward"].shape[0])
+
+
+def mixed_sample(online, offline, batch_size: int, offline_ratio: float, *, rng: np.random.Generator) -> dict:
+    """Default sampler (RLPD symmetric sampling): ``round(batch_size * offline_ratio)`` rows from
+    ``offline`` and the rest from ``online`` via ``buffer.sample(n, rng) -> dict`` (the
+    ``resrl.replay.ReplayBuffer`` API). An empty/None buffer contributes nothing and the other
+    fills the whole batch. Rows: online first, then offline."""
+    if not 0.0 <= offline_ratio <= 1.0:
+        raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
+    n_on_avail = 0 if online is None else len(online)
+    n_off_avail = 0 if offline is None else len(offline)
+    if n_on_avail == 0 and n_off_avail == 0:
+        raise ValueError("mixed_sample: both buffers are empty")
+    n_off = int(round(batch_size * offline_ratio))
+    if n_off_avail == 0:
+        n_off = 0
+    elif n_on_avail == 0:
+        n_off = batch_size
+    parts = [buf.sample(n, rng) for buf, n in ((online, batch_size - n_off), (offline, n_off)) if n > 0]
+    return concat_batches(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# target networks
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging: ``target <- (1 - tau) * target + tau * source`` for every parameter;
+    buffers (e.g. BatchNorm running stats) are copied."""
+    t_params = [p for p in target.parameters()]
+    s_params = [p for p in source.parameters()]
+    if len(t_params) != len(s_params):
+        raise ValueError("soft_update: target and source have different parameter lists")
+    if tau >= 1.0:
+        torch._foreach_copy_(t_params, s_params)
+    else:
+        torch._foreach_lerp_(t_params, s_params, float(tau))
+    for tb, sb in zip(target.buffers(), source.buffers()):
+        tb.copy_(sb)
+
+
+def hard_update(target: nn.Module, source: nn.Module) -> None:
+    soft_update(target, source, 1.0)
+
+
+def make_target(module: nn.Module) -> nn.Module:
+    """A frozen deep copy of ``module`` used as a target network (eval mode: no dropout)."""
+    import copy
+
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    target.eval()
+    return target
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Temporarily stop gradients into ``module``'s parameters (input gradients still flow).
+
+    Used for the actor loss -Q(s, base + actor(s)): gradients reach the actor through the
+    action, and the critic's weight gradients are not even computed."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def make_optimizer(params: Iterable[Tensor], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (AdamW when weight_decay > 0); fused kernels where torch supports them."""
+    params = [p for p in params if p.requires_grad]
+    cls = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
+    kwargs = {"lr": lr}
+    if weight_decay > 0:
+        kwargs["weight_decay"] = weight_decay
+    try:
+        return cls(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, foreach=True, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# residual bounds and exploration
+# --------------------------------------------------------------------------------------------
+def residual_limit(actor: nn.Module, override=None, like: Tensor | None = None) -> Tensor | None:
+    """Per-dimension residual bound xi as a tensor (or None when unknown).
+
+    ``override`` (float or sequence) wins; else the actor's ``xi`` attribute (tensor/sequence),
+    else ``actor.cfg.xi``; else None."""
+    xi = override
+    if xi is None:
+        xi = getattr(actor, "xi", None)
+    if xi is None:
+        xi = getattr(getattr(actor, "cfg", None), "xi", None)
+    if xi is None:
+        return None
+    xi = torch.as_tensor(xi, dtype=torch.float32)
+    if like is not None:
+        xi = xi.to(like.device)
+    return xi
+
+
+def clamp_residual(res: Tensor, limit: Tensor | None) -> Tensor:
+    return res if limit is None else torch.maximum(torch.minimum(res, limit), -limit)
+
+
+def clipped_noise(like: Tensor, std, clip, generator: torch.Generator | None = None) -> Tensor:
+    """clip(N(0, std), -clip, clip); ``std``/``clip`` may be per-dimension tensors."""
+    noise = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype) * std
+    if clip is None:
+        return noise
+    clip = torch.as_tensor(clip, dtype=like.dtype, device=like.device)
+    return torch.maximum(torch.minimum(noise, clip), -clip)
+
+
+def gaussian_explore(residual: Tensor, std, clip, limit: Tensor | None,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """Exploration on a deterministic residual: ``clamp(res + clip(N(0, std), -c, c), -xi, xi)``
+    (object-centric residual RL, Alg. 1 line 12). ``std`` and ``clip`` are in the residual's
+    units; pass ``std * xi`` for a bound-relative scale."""
+    return clamp_residual(residual + clipped_noise(residual, std, clip, generator), limit)
+
+
+def scale_by_limit(value: float, limit: Tensor | None):
+    """``value * xi`` when the bound is known, else ``value`` (scales noise per action dim)."""
+    return value if limit is None else value * limit
+
+
+# --------------------------------------------------------------------------------------------
+# Q targets and the V head
+# --------------------------------------------------------------------------------------------
+def min_over_subset(qs: Tensor, subset: int, generator: torch.Generator | None = None) -> Tensor:
+    """(E, B) -> (B,): min over a random subset of ``subset`` heads (REDQ / RLPD);
+    ``subset <= 0`` or ``>= E`` -> min over all heads."""
+    num = qs.shape[0]
+    if subset <= 0 or subset >= num:
+        return qs.min(dim=0).values
+    dev = generator.device if generator is not None else qs.device
+    idx = torch.randperm(num, generator=generator, device=dev)[:subset].to(qs.device)
+    return qs.index_select(0, idx).min(dim=0).values
+
+
+def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
+    """IQL asymmetric L2: |tau - 1(diff < 0)| * diff**2, with diff = target - prediction."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# DrQ random shift
+# --------------------------------------------------------------------------------------------
+def random_shift_indices(batch: int, height: int, width: int, pad: int,
+                         generator: torch.Generator | None = None, device=None) -> tuple[Tensor, Tensor]:
+    """Per-sample row/col gather indices equivalent to 'replicate-pad by ``pad`` then randomly
+    crop back to H x W' (DrQ): shift s ~ U{-pad..pad}, index = clamp(i + s, 0, size-1)."""
+    dev = generator.device if generator is not None else (device or "cpu")
+    shifts = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator, device=dev) - pad
+    if device is not None:
+        shifts = shifts.to(device)
+    rows = (torch.arange(height, device=shifts.device)[None, :] + shifts[:, :1]).clamp_(0, height - 1)
+    cols = (torch.arange(width, device=shifts.device)[None, :] + shifts[:, 1:]).clamp_(0, width - 1)
+    return rows, cols
+
+
+def random_shift(obs: Mapping[str, Tensor], pad: int = 4, keys: Sequence[str] = IMAGE_KEYS,
+                 generator: torch.Generator | None = None) -> dict:
+    """DrQ augmentation: pad ``pad`` px (edge replicate) + random crop, the SAME shift for every
+    image key of a sample (RGB and depth stay pixel-aligned), independent across samples.
+
+    Works on any dtype (uint8 included, exact: a pure gather). Image tensors are (B, H, W[, C])
+    -- spatial dims 1 and 2 (RGB NHWC, depth NHW). Other keys are returned unchanged."""
+    present = [k for k in keys if k in obs]
+    if not present or pad <= 0:
+        return dict(obs)
+    ref = obs[present[0]]
+    b, h, w = ref.shape[0], ref.shape[1], ref.shape[2]
+    rows, cols = random_shift_indices(b, h, w, pad, generator, device=ref.device)
+    bidx = torch.arange(b, device=ref.device)[:, None, None]
+    out = dict(obs)
+    for k in present:
+        x = obs[k]
+        if x.shape[:3] != (b, h, w):
+            raise ValueError(f"random_shift: {k} has shape {tuple(x.shape)}, expected (B, H, W, ...) = "
+                             f"{(b, h, w)} like {present[0]}")
+        out[k] = x[bidx, rows[:, :, None], cols[:, None, :]]
+    return out
+
+
+def augment_batch(batch: Mapping, pad: int, generator: torch.Generator | None = None) -> dict:
+    """Apply ``random_shift`` to ``obs`` and ``next_obs`` (independent shifts, as in DrQ)."""
+    if pad <= 0 or not any(k in batch["obs"] for k in IMAGE_KEYS):
+        return dict(batch)
+    out = dict(batch)
+    out["obs"] = random_shift(batch["obs"], pad, generator=generator)
+    out["next_obs"] = random_shift(batch["next_obs"], pad, generator=generator)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# n-step / Monte-Carlo helpers (reference implementations; the replay owns the real ones)
+# --------------------------------------------------------------------------------------------
+def mc_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """Discounted return-to-go G_t = r_t + gamma * G_{t+1} of one episode (G_T = bootstrap)."""
+    out = np.empty(len(rewards), dtype=np.float64)
+    acc = float(bootstrap)
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[t]) + gamma * acc
+        out[t] = acc
+    return out.astype(np.float32)
+
+
+def n_step(rewards: np.ndarray, terminal: bool, gamma: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n-step fields of one episode: (reward_sum, discount, next_index) per step t.
+
+    reward_sum = sum_{k<m} gamma^k r_{t+k} with m = min(n, T - t); next_index = t + m (index of
+    the bootstrap observation, T meaning the final next_obs); discount = gamma^m, or 0 when the
+    window reaches the end of a terminal episode."""
+    T = len(rewards)
+    rsum = np.zeros(T, dtype=np.float32)
+    disc = np.zeros(T, dtype=np.float32)
+    nxt = np.zeros(T, dtype=np.int64)
+    for t in range(T):
+        m = min(n, T - t)
+        rsum[t] = sum(gamma ** k * float(rewards[t + k]) for k in range(m))
+        nxt[t] = t + m
+        disc[t] = 0.0 if (terminal and t + m == T) else gamma ** m
+    return rsum, disc, nxt
+
+
+def as_float_metrics(metrics: Mapping[str, object]) -> dict[str, float]:
+    return {k: float(v.detach()) if isinstance(v, Tensor) else float(v) for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# bookkeeping shared by the agents (the losses live in calql.py / rlpd.py / td3.py)
+# --------------------------------------------------------------------------------------------
+def q_and_v(critic: nn.Module, obs: Mapping[str, Tensor], action: Tensor,
+            candidates: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Q(s, action) (E, B), optionally Q of candidate actions (N, B, D) -> (E, N, B), and V(s) (B,).
+
+    One trunk pass when the critic exposes ``features`` / ``q_from_features`` /
+    ``v_from_features`` (resrl.models.Critic: the image encoder is the expensive part);
+    otherwise through ``q`` / ``q_multi`` / ``v``."""
+    if all(hasattr(critic, n) for n in ("features", "q_from_features", "v_from_features")):
+        f = critic.features(obs)
+        q_cand = None if candidates is None else critic.q_from_features(f, candidates)
+        return critic.q_from_features(f, action), q_cand, critic.v_from_features(f)
+    q_cand = None if candidates is None else q_multi(critic, obs, candidates)
+    return critic.q(obs, action), q_cand, critic.v(obs)
+
+
+def q_multi(critic: nn.Module, obs: Mapping[str, Tensor], actions: Tensor) -> Tensor:
+    """Q of N candidate actions per state: actions (N, B, D) -> (E, N, B).
+
+    Uses ``critic.q_multi`` when the critic provides it (it can encode the observation once);
+    otherwise repeats the observation N times through ``critic.q``."""
+    if hasattr(critic, "q_multi"):
+        return critic.q_multi(obs, actions)
+    n, b = actions.shape[0], actions.shape[1]
+    rep = {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in obs.items()}
+    return critic.q(rep, actions.reshape(n * b, -1)).reshape(-1, n, b)
+
+
+class AgentBase:
+    """Networks, target critic, optimisers, counters, exploration and (de)serialisation.
+
+    Subclasses define ``update_critic(batch)``, ``update_actor(batch)`` and ``update(batches)``.
+    ``cfg`` must have: actor_lr, critic_lr, critic_weight_decay, explore_std, explore_clip,
+    augment_pad, residual_clip (see each algorithm's config)."""
+
+    uses_target_actor = False
+
+    def __init__(self, actor: nn.Module, critic: nn.Module, cfg, device: str | torch.device = "cpu",
+                 seed: int | None = None) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.actor = actor.to(self.device)
+        self.critic = critic.to(self.device)
+        self.critic_target = make_target(self.critic)
+        self.actor_target = make_target(self.actor) if self.uses_target_actor else None
+        self.actor_opt = make_optimizer(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.critic_weight_decay)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.randint(2**31 - 1, ()).item()))
+        self.limit = residual_limit(self.actor, cfg.residual_clip)
+        if self.limit is not None:
+            self.limit = self.limit.to(self.device)
+        self.critic_updates = 0
+        self.actor_updates = 0
+
+    # -- helpers -------------------------------------------------------------------------
+    def rel(self, value: float):
+        """A noise scale given as a fraction of the residual bound xi (absolute if xi unknown)."""
+        return scale_by_limit(value, self.limit)
+
+    def prepare(self, batch: Mapping) -> dict:
+        """to_torch (if numpy) + DrQ shift of image keys."""
+        batch = to_torch(batch, self.device)
+        return augment_batch(batch, self.cfg.augment_pad, self.generator)
+
+    @torch.no_grad()
+    def explore(self, residual: Tensor) -> Tensor:
+        """Exploration residual: ``clamp(res + clip(N(0, std*xi), -clip*xi, clip*xi), -xi, xi)``."""
+        return gaussian_explore(residual, self.rel(self.cfg.explore_std), self.rel(self.cfg.explore_clip),
+                                self.limit, self.generator)
+
+    def sync_targets(self) -> None:
+        """Hard-copy online networks into the targets (after an offline warm-up by another agent)."""
+        hard_update(self.critic_target, self.critic)
+        if self.actor_target is not None:
+            hard_update(self.actor_target, self.actor)
+
+    def update(self, batches) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        out = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+               "critic_target": self.critic_target.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+               "critic_opt": self.critic_opt.state_dict(), "critic_updates": self.critic_updates,
+               "actor_updates": self.actor_updates}
+        if self.actor_target is not None:
+            out["actor_target"] = self.actor_target.state_dict()
+        return out
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.critic_updates = int(state["critic_updates"])
+        self.actor_updates = int(state["actor_updates"])
+        if self.actor_target is not None:
+            if "actor_target" in state:
+                self.actor_target.load_state_dict(state["actor_target"])
+            else:
+                hard_update(self.actor_target, self.actor)

@@ -1,0 +1,290 @@
+"""Value-Gated Modulation (VGM): how much of the residual action to apply at each step.
+
+    a_t      = a_VLA_t + lambda_t * a_res_t
+    lambda_t = clip(alpha * g_greedy + beta * g_regress + gamma * g_escape, 0, lambda_max)
+
+The arbiter owns no networks. Each step the caller passes the critic's outputs for the current
+state: ``q_combined[i] = Q_i(s, a_VLA + a_res)`` and ``q_base[i] = Q_i(s, a_VLA)`` for each
+ensemble member ``i``, and ``value = V(s_t)``. The three gates look at different time scales:
+
+* greedy  (instantaneous): the ensemble is confident the residual helps,
+  ``mean(A) - kappa * std(A) > eps_A`` with ``A_i = q_combined_i - q_base_i``.
+* regress (short horizon): V fell from its recent peak,
+  ``g = clip((max_{t-W_r <= k <= t} V_k - V_t) / delta_r, 0, 1)``.
+* escape  (long horizon):  V has not risen by ``eta_e`` over ``W_e`` steps (stagnation trap);
+  latched until progress exceeds ``eta_e`` again or the episode ends.
+
+Defaults assume a sparse 0/1 success reward with discount ~0.99, so V lies in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from resrl.actions import ACTION_DIM, ACTION_GROUPS, as_action
+
+MODES = ("vgm", "static", "base_only", "residual_only")
+
+
+def _unit_groups() -> dict[str, float]:
+    return {name: 1.0 for name in ACTION_GROUPS}
+
+
+@dataclass
+class VGMConfig:
+    # Mode at start-up: "vgm" (gated), "static" (lambda_static), "base_only" (0), "residual_only" (1).
+    mode: str = "vgm"
+    # Gate weights in lambda = clip(alpha*g_greedy + beta*g_regress + gamma*g_escape, 0, lambda_max).
+    # With all three at 1 any single gate can open the residual fully.
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    lambda_max: float = 1.0
+    # Greedy gate: lower confidence bound mean(A) - kappa*std(A) over the Q ensemble must exceed
+    # eps_A. eps_A is a small margin above 0 so critic noise on a flat Q surface does not open it.
+    kappa: float = 1.0
+    eps_A: float = 0.005
+    # Regress gate: look-back window (steps) for the recent peak of V, and the drop from that peak
+    # that opens the gate fully (5% of the [0, 1] value range).
+    W_r: int = 5
+    delta_r: float = 0.05
+    # Escape gate: lag window (steps) and minimum rise of V over it that counts as progress.
+    # 15 steps is ~0.5 s at 30 Hz; over that a succeeding episode's V rises by well over 0.01.
+    W_e: int = 15
+    eta_e: float = 0.01
+    # Lambda used in "static" mode (the static-residual baseline).
+    lambda_static: float = 0.5
+    # Largest change of lambda per step in "vgm" mode; None or 0 disables the limit.
+    max_lambda_rate: Optional[float] = None
+    # Gate switches for ablations; a switched-off gate contributes exactly 0.
+    use_greedy: bool = True
+    use_regress: bool = True
+    use_escape: bool = True
+    # Per-group lambda (translation / rotation / gripper): lambda_g = clip(w_g * gate_sum, 0,
+    # min(lambda_max, group_lambda_max[g])). Off: one scalar lambda for every dimension.
+    per_group: bool = False
+    group_weights: dict[str, float] = field(default_factory=_unit_groups)
+    group_lambda_max: dict[str, float] = field(default_factory=_unit_groups)
+
+    def __post_init__(self) -> None:
+        _check_mode(self.mode)
+        for name in ("alpha", "beta", "gamma", "eps_A", "delta_r", "eta_e"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"VGMConfig.{name} must be finite")
+        if not self.lambda_max >= 0.0:
+            raise ValueError("VGMConfig.lambda_max must be >= 0")
+        if not self.kappa >= 0.0:
+            raise ValueError("VGMConfig.kappa must be >= 0")
+        if not self.delta_r > 0.0:
+            raise ValueError("VGMConfig.delta_r must be > 0")
+        for name in ("W_r", "W_e"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"VGMConfig.{name} must be an integer >= 1 (steps)")
+        _check_lambda_static(self.lambda_static)
+        if self.max_lambda_rate is not None and not self.max_lambda_rate >= 0.0:
+            raise ValueError("VGMConfig.max_lambda_rate must be >= 0 or None")
+        # Missing groups default to 1; an unknown group name is a typo and must not be ignored.
+        for name in ("group_weights", "group_lambda_max"):
+            given = dict(getattr(self, name))
+            unknown = sorted(set(given) - set(ACTION_GROUPS))
+            if unknown:
+                raise ValueError(f"VGMConfig.{name}: unknown groups {unknown}; known: {list(ACTION_GROUPS)}")
+            merged = {g: float(given.get(g, 1.0)) for g in ACTION_GROUPS}
+            if not all(math.isfinite(v) and v >= 0.0 for v in merged.values()):
+                raise ValueError(f"VGMConfig.{name}: values must be finite and >= 0, got {merged}")
+            setattr(self, name, merged)
+
+
+@dataclass
+class GateReport:
+    """Everything the arbiter computed in one step (maps onto resrl/msg/GateState)."""
+
+    mode: str
+    critic_valid: bool          # False: some critic input was missing/non-finite this step
+    critic_issue: str           # why critic_valid is False ("" when valid)
+    advantage_mean: float       # mean_i A_i (0 when the Q inputs were invalid)
+    advantage_std: float        # population std over the ensemble (0 for one member)
+    advantage_lcb: float        # advantage_mean - kappa * advantage_std
+    value: float                # V(s_t) (0 when invalid)
+    value_window_max: float     # max V over the last W_r steps and now
+    value_drop: float           # value_window_max - value (>= 0)
+    value_progress: float       # V(s_t) - V(s_{t-W_e}); 0 without W_e steps of history
+    g_greedy: float
+    g_regress: float
+    g_escape: float
+    escape_latched: bool
+    lambda_raw: float           # alpha*g_greedy + beta*g_regress + gamma*g_escape, unclipped
+    lambda_value: float         # applied lambda (mean over groups when per_group)
+    lambda_max: float
+    lambda_per_dim: np.ndarray  # (ACTION_DIM,) lambda applied to each action dimension
+    rate_limited: bool          # max_lambda_rate changed lambda this step
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"invalid arbiter mode {mode!r}; valid modes: {list(MODES)}")
+
+
+def _check_lambda_static(value: float) -> None:
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"lambda_static must be finite and >= 0, got {value}")
+
+
+def _finite_vector(values) -> Optional[np.ndarray]:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    return arr if arr.size > 0 and np.all(np.isfinite(arr)) else None
+
+
+class VGMArbiter:
+    """Stateful gate computation for one control loop; call ``reset()`` at episode boundaries."""
+
+    def __init__(self, config: VGMConfig | None = None) -> None:
+        self.config = config or VGMConfig()
+        self.mode = self.config.mode
+        self.lambda_static = self.config.lambda_static
+        # One V per valid step of this episode, newest last; long enough for both windows.
+        self._values: deque[float] = deque(maxlen=max(self.config.W_r, self.config.W_e) + 1)
+        self._latched = False
+        # Lambda applied last step, per group; the rate limit ramps from 0 after a reset.
+        self._prev_group_lambda = np.zeros(len(ACTION_GROUPS))
+
+    def reset(self) -> None:
+        self._values.clear()
+        self._latched = False
+        self._prev_group_lambda = np.zeros(len(ACTION_GROUPS))
+
+    def set_mode(self, mode: str, lambda_static: float | None = None) -> str:
+        """Switch mode at runtime (None keeps lambda_static); returns the previous mode."""
+        _check_mode(mode)
+        if lambda_static is not None:
+            _check_lambda_static(float(lambda_static))
+            self.lambda_static = float(lambda_static)
+        previous, self.mode = self.mode, mode
+        return previous
+
+    def step(self, q_combined, q_base, value, done: bool = False) -> GateReport:
+        """Compute the gates and lambda for the current step.
+
+        ``q_combined``/``q_base``: (E,) ensemble Q values or None; ``value``: V(s_t) or None.
+        Missing or non-finite inputs are "no evidence": the affected gates give 0 and the value
+        history/latch are left untouched. ``done=True`` marks the last step of the episode: the
+        escape gate cannot fire on it and the arbiter resets itself afterwards.
+        """
+        cfg = self.config
+        issues = []
+
+        qc, qb = _finite_vector(q_combined), _finite_vector(q_base)
+        if qc is not None and qb is not None and qc.shape != qb.shape:
+            raise ValueError(f"q_combined {qc.shape} and q_base {qb.shape} must have the same ensemble size")
+        adv_mean = adv_std = adv_lcb = 0.0
+        g_greedy = 0.0
+        if qc is None or qb is None:
+            issues.append("Q missing or non-finite")
+        else:
+            adv = qc - qb
+            adv_mean, adv_std = float(adv.mean()), float(adv.std())
+            adv_lcb = adv_mean - cfg.kappa * adv_std
+            g_greedy = 1.0 if cfg.use_greedy and adv_lcb > cfg.eps_A else 0.0
+
+        v = float(value) if value is not None else math.nan
+        window_max = drop = progress = 0.0
+        g_regress = g_escape = 0.0
+        if not math.isfinite(v):
+            issues.append("V missing or non-finite")
+            v = 0.0
+        else:
+            self._values.append(v)
+            history = list(self._values)
+            window_max = max(history[-(cfg.W_r + 1):])
+            drop = window_max - v
+            if cfg.use_regress:
+                g_regress = min(max(drop / cfg.delta_r, 0.0), 1.0)
+            has_lag = len(history) > cfg.W_e
+            if has_lag:
+                progress = v - history[-(cfg.W_e + 1)]
+            if not cfg.use_escape or done:
+                self._latched = False
+            elif has_lag and progress < cfg.eta_e:
+                self._latched = True
+            elif has_lag and progress > cfg.eta_e:
+                self._latched = False
+            g_escape = 1.0 if self._latched else 0.0
+
+        lambda_raw = cfg.alpha * g_greedy + cfg.beta * g_regress + cfg.gamma * g_escape
+        group_lambda, rate_limited = self._group_lambda(lambda_raw)
+        self._prev_group_lambda = group_lambda
+
+        # Exactly the scalar when all groups agree (a mean of equal floats can drift by 1 ulp).
+        uniform = bool(np.all(group_lambda == group_lambda[0]))
+        lambda_value = float(group_lambda[0] if uniform else group_lambda.mean())
+        per_dim = np.zeros(ACTION_DIM, dtype=np.float32)
+        for lam, sl in zip(group_lambda, ACTION_GROUPS.values()):
+            per_dim[sl] = lam
+        report = GateReport(
+            mode=self.mode,
+            critic_valid=not issues,
+            critic_issue="; ".join(issues),
+            advantage_mean=adv_mean,
+            advantage_std=adv_std,
+            advantage_lcb=adv_lcb,
+            value=v,
+            value_window_max=window_max,
+            value_drop=drop,
+            value_progress=progress,
+            g_greedy=g_greedy,
+            g_regress=g_regress,
+            g_escape=g_escape,
+            escape_latched=self._latched,
+            lambda_raw=lambda_raw,
+            lambda_value=lambda_value,
+            lambda_max=cfg.lambda_max,
+            lambda_per_dim=per_dim,
+            rate_limited=rate_limited,
+        )
+        if done:
+            self.reset()
+        return report
+
+    def _group_lambda(self, lambda_raw: float) -> tuple[np.ndarray, bool]:
+        """Lambda per action group for the current mode, and whether the rate limit acted."""
+        cfg = self.config
+        n = len(ACTION_GROUPS)
+        # The fixed modes are exact references for ablations; base_only must cut the residual at once.
+        if self.mode == "base_only":
+            return np.zeros(n), False
+        if self.mode == "residual_only":
+            return np.ones(n), False
+        if self.mode == "static":
+            return np.full(n, self.lambda_static), False
+
+        if cfg.per_group:
+            weights = np.array([cfg.group_weights[g] for g in ACTION_GROUPS])
+            caps = np.minimum(cfg.lambda_max, [cfg.group_lambda_max[g] for g in ACTION_GROUPS])
+        else:
+            weights, caps = np.ones(n), np.full(n, cfg.lambda_max)
+        target = np.clip(weights * lambda_raw, 0.0, caps)
+        if not cfg.max_lambda_rate:
+            return target, False
+        step = np.clip(target - self._prev_group_lambda, -cfg.max_lambda_rate, cfg.max_lambda_rate)
+        # Re-clip: after a switch from residual_only the previous lambda may exceed the caps.
+        limited = np.clip(self._prev_group_lambda + step, 0.0, caps)
+        return limited, bool(np.any(limited != target))
+
+
+def compose(a_vla, a_res, report: GateReport) -> np.ndarray:
+    """Final action ``a_VLA + lambda_per_dim * a_res``; ``a_res=None`` means no residual yet.
+
+    Raises resrl.actions.InvalidActionError for a non-finite or wrongly sized input, also where
+    lambda is 0 (0 * NaN is NaN): pass None when there is no usable residual.
+    """
+    base = as_action(a_vla, name="a_VLA")
+    if a_res is None:
+        return base
+    res = as_action(a_res, name="a_res")
+    return (base + report.lambda_per_dim * res).astype(np.float32)

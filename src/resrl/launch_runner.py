@@ -1,0 +1,141 @@
+"""Start a resrl node graph without launch_ros (PyPI-only ROS 2 has no `ros2 launch`).
+
+    python -m resrl.launch_runner sim_vgm task:=pick_place mode:=vgm
+
+Each NodeSpec of ``resrl.launch_graph`` becomes one OS process running the installed executable
+with the same ``--ros-args`` launch_ros would pass. Ctrl-C (or SIGTERM) stops the graph the way
+launch does: SIGINT to every node, then SIGTERM, then SIGKILL after grace periods. When a node
+listed in ``required`` exits, the whole graph is stopped.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from resrl.launch_graph import GRAPHS, NodeSpec, default_args
+
+
+def package_share() -> Path:
+    """share/resrl of the install space (where launch/, config/ and rviz/ are installed)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory("resrl"))
+    except Exception:  # not installed: run from the source tree
+        return Path(__file__).resolve().parents[2]
+
+
+def executable_path(name: str) -> str:
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        candidate = Path(prefix) / "lib" / "resrl" / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise FileNotFoundError(f"node executable '{name}' not found under AMENT_PREFIX_PATH/lib/resrl or PATH")
+
+
+def ros_args(spec: NodeSpec, share: Path) -> List[str]:
+    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    for rel in spec.params:
+        path = share / rel
+        if not path.is_file():
+            raise FileNotFoundError(f"{spec.name}: parameter file {path} does not exist")
+        args += ["--params-file", str(path)]
+    for key, value in spec.overrides.items():
+        args += ["-p", f"{key}:={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    for src, dst in spec.remappings:
+        args += ["-r", f"{src}:={dst}"]
+    return args
+
+
+class GraphProcess:
+    def __init__(self, specs: List[NodeSpec], share: Optional[Path] = None, log_dir: Optional[Path] = None):
+        self.specs = specs
+        self.share = share or package_share()
+        self.log_dir = log_dir
+        self.procs: Dict[str, subprocess.Popen] = {}
+
+    def start(self) -> None:
+        for spec in self.specs:
+            cmd = [executable_path(spec.executable)] + ros_args(spec, self.share)
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{spec.name}.log", "ab")
+            self.procs[spec.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                                     start_new_session=True)
+
+    def poll(self) -> Dict[str, Optional[int]]:
+        return {name: p.poll() for name, p in self.procs.items()}
+
+    def stop(self, sigint_timeout: float = 5.0, sigterm_timeout: float = 5.0) -> Dict[str, int]:
+        for sig, timeout in ((signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout),
+                             (signal.SIGKILL, 5.0)):
+            alive = [p for p in self.procs.values() if p.poll() is None]
+            if not alive:
+                break
+            for p in alive:
+                try:
+                    p.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)
+        return {name: p.wait() for name, p in self.procs.items()}
+
+
+def parse_launch_args(argv: List[str], graph: str) -> Dict[str, str]:
+    args = default_args(graph)
+    for item in argv:
+        if ":=" not in item:
+            raise SystemExit(f"launch argument '{item}' must look like name:=value")
+        key, value = item.split(":=", 1)
+        if key not in args:
+            raise SystemExit(f"unknown launch argument '{key}' for {graph}; known: {sorted(args)}")
+        args[key] = value
+    return args
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in GRAPHS:
+        print(f"usage: python -m resrl.launch_runner {{{'|'.join(GRAPHS)}}} [name:=value ...]", file=sys.stderr)
+        return 2
+    graph = argv.pop(0)
+    args = parse_launch_args(argv, graph)
+    specs = GRAPHS[graph][0](**args)
+    run = GraphProcess(specs)
+    stopping = {"flag": False}
+
+    def _stop(*_):
+        stopping["flag"] = True
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    run.start()
+    print(f"[launch_runner] started {graph}: {', '.join(s.name for s in specs)}", flush=True)
+    rc = 0
+    while not stopping["flag"]:
+        exited = {n: c for n, c in run.poll().items() if c is not None}
+        if exited:
+            name, code = next(iter(exited.items()))
+            print(f"[launch_runner] {name} exited with {code}; stopping the graph", flush=True)
+            rc = 0 if code == 0 else 1
+            break
+        time.sleep(0.2)
+    codes = run.stop()
+    print(f"[launch_runner] stopped: {codes}", flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: declare parameters, wire topics, call the ROS-free modules."""

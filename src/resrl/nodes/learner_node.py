@@ -1,0 +1,356 @@
+"""Replay / learner node: stores transitions crash-safely, warms up with Cal-QL on the demos,
+trains online, and pushes new residual and critic weights over topics (no shared filesystem).
+
+``session:=auto`` (simulation) also runs the session plan: it resets the robot for each demo /
+train / eval episode through the reset service and finishes the run after an all-success
+evaluation block or the step budget, writing metrics, plots and the final checkpoint to run_dir.
+``session:=manual``: episodes start and end by keyboard events; the node only records and learns.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+
+from resrl import topics
+from resrl.algos.learner import Learner, load_configs
+from resrl.configs import ConfigError
+from resrl.models import build_critic, build_residual
+from resrl.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resrl.models.config import ModelConfig
+from resrl.msg import CommandedAction, EpisodeEvent, GateState, PolicyWeights
+from resrl.policy_runtime import pack_weights
+from resrl.recorder import Command, EpisodeRecorder, Terminal
+from resrl.replay import ReplayBuffer
+from resrl.ros import qos
+from resrl.ros.convert import stamp_to_ns
+from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.observation import ObservationSubscriber
+from resrl.ros.params import declare_dataclass
+from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
+from resrl.srv import LoadCheckpoint, ResetEpisode, SaveCheckpoint
+
+TERMINAL = {EpisodeEvent.SUCCESS: (True, False), EpisodeEvent.FAILURE: (False, False),
+            EpisodeEvent.TIMEOUT: (False, True), EpisodeEvent.ABORT: (False, True)}
+
+
+def obs_spec(obs_mode: str, cfg: ModelConfig) -> dict:
+    spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32")}
+    if obs_mode == "image":
+        s = cfg.image_size
+        spec.update(image=((s, s, 3), "uint8"), depth=((s, s), "uint8"))
+    else:
+        spec.update(object_poses=((cfg.num_objects * 7,), "float32"), object_conf=((cfg.num_objects,), "float32"))
+    return spec
+
+
+class LearnerNode(Node):
+    def __init__(self):
+        super().__init__("replay_learner")
+        p = self.declare_parameter
+        self.obs_mode = p("obs_mode", "object").value
+        self.session_mode = p("session", "manual").value
+        self.run_dir = Path(p("run_dir", "runs/latest").value).resolve()
+        self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
+        self.arbiter_mode = p("mode", "vgm").value
+        seed = p("seed", 0).value
+        learner_yaml = p("learner_config", "").value
+        capacity = p("replay.capacity", 200_000).value
+        gamma = p("replay.gamma", 0.99).value
+        n_step = p("replay.n_step", 1).value
+        self.updates_per_step = p("updates_per_step", 1).value
+        self.startup_wait_s = p("startup_wait_s", 3.0).value
+        self.model_cfg = declare_dataclass(self, ModelConfig, "model")
+        self.model_cfg.obs_mode = self.obs_mode
+        self.session_cfg = declare_dataclass(self, SessionConfig, "session_plan")
+        algo = p("learner.algo", "rlpd").value
+        self.train_enabled = self.arbiter_mode != "base_only" and p("learner.enabled", True).value
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        spec = obs_spec(self.obs_mode, self.model_cfg)
+        self.online = ReplayBuffer(spec, capacity, self.run_dir / "replay" / "online", gamma, n_step, "online")
+        self.offline = ReplayBuffer(spec, capacity, self.run_dir / "replay" / "demos", gamma, n_step, "demos")
+        try:
+            learner_cfg, algo_cfgs = load_configs(learner_yaml or self._share("config/learner.yaml"))
+        except (ConfigError, FileNotFoundError) as exc:
+            raise SystemExit(f"learner config: {exc}")
+        import dataclasses
+        learner_cfg = dataclasses.replace(learner_cfg, algo=algo, seed=seed)
+        self.learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
+        self.plan = SessionPlan(self.session_cfg, seed)
+        self.lock = threading.RLock()
+        self.recorder: Optional[EpisodeRecorder] = None
+        self.episode = {"id": 0, "kind": "train", "seed": 0, "t0": time.monotonic(), "gates": []}
+        self.credits = 0
+        self.metrics_log = []
+        self.published_version = 0
+        self.gate_traces = {}
+        self.state = "idle" if self.session_mode == "auto" else "manual"
+
+        self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
+                                         self.model_cfg.conf_threshold, int(p("max_skew_ms", 0.0).value * 1e6))
+        self.create_subscription(CommandedAction, topics.COMMAND, self._on_command, qos.CONTROL)
+        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
+        self.create_subscription(GateState, topics.GATE_STATE, self._on_gate, qos.CONTROL)
+        self.weights_pubs = {m: self.create_publisher(PolicyWeights, t, qos.LATCHED)
+                             for m, t in (("residual", topics.RESIDUAL_WEIGHTS), ("critic", topics.CRITIC_WEIGHTS))}
+        self.reset_client = self.create_client(ResetEpisode, topics.RESET_EPISODE)
+        self.create_service(SaveCheckpoint, topics.SAVE_CHECKPOINT, self._on_save)
+        self.create_service(LoadCheckpoint, topics.LOAD_CHECKPOINT, self._on_load)
+        wall_timer(self, 0.02, self._tick)
+        self._stop = threading.Event()
+        self._trainer = threading.Thread(target=self._train_loop, daemon=True)
+        self._trainer.start()
+        self._reset_future = None
+        self.t_start = time.monotonic()
+        self.get_logger().info(f"learner up: algo={algo} session={self.session_mode} run_dir={self.run_dir} "
+                               f"replay online={len(self.online)} demos={len(self.offline)}")
+
+    @staticmethod
+    def _share(rel: str) -> str:
+        from resrl.launch_runner import package_share
+        return str(package_share() / rel)
+
+    # --- data in ----------------------------------------------------------------------------
+    def _on_event(self, msg: EpisodeEvent):
+        with self.lock:
+            if msg.event == EpisodeEvent.START:
+                if self.recorder is not None and not self.recorder.finished:
+                    self.recorder.abort()
+                kind = msg.note or "train"
+                buffers = [self.offline] if kind == "demo" else [self.online]
+                self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
+                                                {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]})
+                self.episode.update(id=msg.episode_id, kind=kind, t0=time.monotonic(), gates=[])
+            elif msg.event in TERMINAL and (self.recorder is None or msg.episode_id != self.episode["id"]):
+                self.get_logger().warning(f"terminal event for unrecorded episode {msg.episode_id} (missed START)")
+                if self.state == "running":
+                    self.state = "finishing"
+            elif msg.event in TERMINAL and self.recorder is not None:
+                success, truncated = TERMINAL[msg.event]
+                self.recorder.set_terminal(Terminal(stamp_to_ns(msg.header.stamp), success,
+                                                    float(msg.reward), truncated))
+            elif msg.event == EpisodeEvent.RESET and self.recorder is not None and self.recorder.terminal is None:
+                self.recorder.abort()
+        self._pump()
+
+    def _on_command(self, msg: CommandedAction):
+        with self.lock:
+            if self.recorder is None or msg.episode_id != self.episode["id"]:
+                return
+            self.recorder.add_command(Command(
+                step=int(msg.step), stamp_ns=stamp_to_ns(msg.header.stamp),
+                action=np.asarray(msg.action, np.float32), base_action=np.asarray(msg.base_action, np.float32),
+                residual=np.asarray(msg.residual_action, np.float32),
+                lambda_=float(np.mean(msg.lambda_per_dim)) if len(msg.lambda_per_dim) else 0.0,
+                intervention=bool(msg.intervention)))
+        self._pump()
+
+    def _on_gate(self, msg: GateState):
+        with self.lock:
+            if msg.episode_id == self.episode["id"]:
+                self.episode["gates"].append((msg.lambda_value, msg.g_greedy, msg.g_regress, msg.g_escape, msg.value))
+
+    def _get_obs(self, stamp_ns: int, base_action):
+        return self.obs.get(stamp_ns, base_action)
+
+    def _pump(self):
+        with self.lock:
+            rec = self.recorder
+            if rec is None or rec.finished:
+                return
+            before = rec.steps
+            try:
+                done = rec.pump(self.offline)
+            except Exception as exc:   # bad data must not kill the learner: drop this episode
+                self.get_logger().error(f"episode {self.episode['id']}: cannot store ({exc}); aborted")
+                rec.abort()
+                return
+            if rec.kind != "demo":
+                self.credits += (rec.steps - before) * self.updates_per_step
+            if done:
+                self._episode_done(rec)
+
+    # --- learning ---------------------------------------------------------------------------
+    def _train_loop(self):
+        while not self._stop.is_set():
+            with self.lock:
+                work = self.credits > 0 and self.train_enabled and self.plan.warmup_done
+                if work:
+                    self.credits -= 1
+            if not work:
+                time.sleep(0.005)
+                continue
+            try:
+                metrics = self.learner.train_step(self.online, self.offline)
+            except Exception as exc:
+                self.get_logger().error(f"train step failed: {exc}", throttle_duration_sec=5.0)
+                continue
+            if metrics:
+                self.last_train_metrics = metrics
+
+    def _publish_weights(self):
+        version = self.learner.policy_version
+        if version <= self.published_version:
+            return
+        for model, module in (("residual", self.learner.actor), ("critic", self.learner.critic)):
+            payload, sha = pack_weights(module)
+            msg = PolicyWeights(model=model, version=version, format="torch_state_dict",
+                                config_json=self.model_cfg.to_json(), payload=payload, sha256=sha)
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.weights_pubs[model].publish(msg)
+        self.published_version = version
+
+    def _warmup(self):
+        steps = self.learner.config.warmup_steps
+        self.get_logger().info(f"Cal-QL warm-up: {steps} updates on {len(self.offline)} demo transitions")
+        t0 = time.monotonic()
+        metrics = self.learner.warmup(self.offline)
+        self.get_logger().info(f"warm-up done in {time.monotonic() - t0:.1f}s: "
+                               + ", ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:6]))
+        self.plan.warmup_done = True
+        self._publish_weights()
+
+    # --- episodes -----------------------------------------------------------------------------
+    def _episode_done(self, rec: EpisodeRecorder):
+        gates = np.asarray(self.episode["gates"], dtype=np.float32).reshape(-1, 5)
+        activity = {g: float(gates[:, i].mean()) if len(gates) else 0.0
+                    for i, g in ((1, "greedy"), (2, "regress"), (3, "escape"))}
+        record = EpisodeRecord(index=len(self.plan.records), kind=rec.kind, seed=self.episode["seed"],
+                               steps=rec.steps, success=bool(rec.terminal.success), env_steps_total=0,
+                               mean_lambda=float(gates[:, 0].mean()) if len(gates) else 0.0,
+                               gate_activity=activity, wall_s=time.monotonic() - self.t_start)
+        self.plan.record(record)
+        if len(self.gate_traces) < 6 and rec.kind != "demo":
+            self.gate_traces[f"{rec.kind}-{record.index}"] = gates.tolist()
+        self.get_logger().info(
+            f"episode {record.index:4d} {rec.kind:5s} steps={rec.steps:3d} success={int(record.success)} "
+            f"train_sr20={self.plan.train_success_rate():.2f} env_steps={self.plan.env_steps} "
+            f"lambda={record.mean_lambda:.2f} gates(g/r/e)={activity['greedy']:.2f}/"
+            f"{activity['regress']:.2f}/{activity['escape']:.2f} policy_v={self.learner.policy_version}")
+        self._write_metrics()
+        if self.state == "running":
+            self.state = "finishing"
+
+    def _tick(self):
+        with self.lock:
+            if self.state == "manual":
+                if self.plan.needs_warmup() or (not self.plan.warmup_done and len(self.offline) > 0
+                                                and self.plan.cfg.num_demos == 0):
+                    self._warmup()
+                self._publish_weights_if_idle()
+                return
+            if self.state == "finishing" and self.credits == 0:
+                self._publish_weights()
+                self.state = "idle"
+            if self.state == "idle":
+                if self.plan.needs_warmup():
+                    self._warmup()
+                nxt = self.plan.next_episode()
+                if nxt is None:
+                    self.state = "done"
+                    threading.Thread(target=self._finish, daemon=True).start()
+                    return
+                if not self._graph_ready():
+                    return
+                kind, seed = nxt
+                self.episode["seed"] = seed
+                self._reset_future = self.reset_client.call_async(ResetEpisode.Request(seed=seed, episode_type=kind))
+                self.state = "resetting"
+            elif self.state == "resetting" and self._reset_future.done():
+                res = self._reset_future.result()
+                if res is None or not res.success:
+                    self.get_logger().error(f"reset failed: {getattr(res, 'message', 'no response')}; retrying")
+                    self.state = "idle"
+                else:
+                    self.state = "running"
+
+    def _graph_ready(self) -> bool:
+        """Discovery takes a moment: an episode started before every node listens loses its START."""
+        if time.monotonic() - self.t_start < self.startup_wait_s or not self.reset_client.service_is_ready():
+            return False
+        return all(self.count_publishers(t) > 0 for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL))
+
+    def _publish_weights_if_idle(self):
+        if self.recorder is None or self.recorder.finished:
+            self._publish_weights()
+
+    # --- outputs ------------------------------------------------------------------------------
+    def _write_metrics(self):
+        data = {"episodes": [r.__dict__ for r in self.plan.records], "eval_blocks": self.plan.eval_results,
+                "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
+                "arbiter_mode": self.arbiter_mode, "obs_mode": self.obs_mode, "algo": self.learner.config.algo,
+                "policy_version": self.learner.policy_version, "updates": self.learner.num_updates,
+                "warmup_updates": self.learner.num_warmup_updates, "wall_s": time.monotonic() - self.t_start,
+                "gate_traces": self.gate_traces}
+        tmp = self.run_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self.run_dir / "metrics.json")
+
+    def _checkpoint(self, path: Optional[Path] = None) -> Path:
+        path = path or self.run_dir / "checkpoints" / "final.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, {"residual": self.learner.actor, "critic": self.learner.critic}, self.model_cfg,
+                        self.learner.policy_version, {"updates": self.learner.num_updates})
+        return path
+
+    def _finish(self):
+        while True:
+            with self.lock:
+                if self.credits == 0:
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            self._write_metrics()
+            ckpt = self._checkpoint()
+        try:
+            from resrl.plots import plot_run
+            plot_run(self.run_dir / "metrics.json", self.run_dir)
+        except Exception as exc:
+            self.get_logger().error(f"plots failed: {exc}")
+        self.get_logger().info(f"session finished ({self.plan.finished_reason}); checkpoint {ckpt}")
+        self._stop.set()
+        rclpy.try_shutdown()
+
+    def _on_save(self, request, response):
+        try:
+            with self.lock:
+                path = self._checkpoint(Path(request.path) if request.path else
+                                        self.run_dir / "checkpoints" / f"v{self.learner.policy_version}.pt")
+            response.success, response.path, response.version = True, str(path), self.learner.policy_version
+        except (OSError, CheckpointError) as exc:
+            response.success, response.message = False, str(exc)
+        return response
+
+    def _on_load(self, request, response):
+        try:
+            states, _, version, _ = load_checkpoint(request.path)
+            with self.lock:
+                self.learner.actor.load_state_dict(states["residual"])
+                self.learner.critic.load_state_dict(states["critic"])
+                self.learner.agent.sync_targets()
+                self.learner.policy_version = max(self.learner.policy_version, version) + 1
+                self.plan.warmup_done = True
+                self._publish_weights()
+            response.success, response.version = True, self.learner.policy_version
+        except (CheckpointError, KeyError, RuntimeError) as exc:
+            response.success, response.message = False, f"{request.path}: {exc}"
+        return response
+
+    def on_shutdown(self):
+        self._stop.set()
+
+
+def main(args=None):
+    return run_node(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    main()

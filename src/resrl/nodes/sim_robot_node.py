@@ -1,0 +1,247 @@
+"""Simulated Franka (MuJoCo) speaking the real drivers' topics.
+
+Publishes what franka_ros2 + realsense2_camera publish (joint states, EE pose, gripper joint
+states, colour, aligned 16UC1 depth, camera infos) plus privileged sim topics (object ground
+truth, task info) and /clock; accepts the command resrl sends a real arm: an absolute EE target
+PoseStamped + a gripper command. The success oracle publishes the sparse reward on the episode
+event topic (source ORACLE).
+
+Lockstep (default): observation t is published, the sim waits for the command stamped t, steps
+the physics one control period and publishes t+1 -- faster than real time and deterministic for
+a seed. ``lockstep:=false`` steps on a wall-clock timer with the latest command (held if none).
+During "demo" episodes a scripted expert plays the teleoperator (Intervention messages).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import String
+
+from resrl import topics
+from resrl.geometry import quat_to_rotvec
+from resrl.msg import EpisodeEvent, Intervention, TrackedObjectPose, TrackedObjects
+from resrl.perception.depth import metric_to_uint16_mm
+from resrl.ros import qos
+from resrl.ros.convert import camera_info, ns_to_stamp, numpy_to_image, numpy_to_pose, pose_to_numpy, stamp_to_ns
+from resrl.ros.node_main import run_node, wall_timer
+from resrl.sim.franka_env import FrankaTableEnv
+from resrl.sim.scripted import ScriptedExpert, load_task_config
+from resrl.srv import ResetEpisode
+
+FINGER_WIDTH_PER_JOINT = 0.5   # each finger joint moves half of the gripper width
+
+
+class SimRobotNode(Node):
+    def __init__(self):
+        super().__init__("sim_robot")
+        p = self.declare_parameter
+        self.lockstep = p("lockstep", True).value
+        self.timeout_s = p("lockstep_timeout_s", 2.0).value
+        self.base_frame = p("frame_id", "fr3_link0").value
+        self.camera_frame = p("camera_frame", "camera_color_optical_frame").value
+        self.seed = p("seed", 0).value
+        obs_mode = p("obs_mode", "object").value
+        render = p("render", obs_mode == "image").value
+        size = p("camera_size", 96).value
+        task_cfg = load_task_config(p("task", "pick_place").value, overrides={"sim": dict(
+            seed=self.seed, render=render, control_hz=p("control_rate_hz", 10.0).value,
+            image_width=size, image_height=size)})
+        self.env = FrankaTableEnv(task_cfg.sim)
+        self.dt_ns = int(round(1e9 / task_cfg.sim.control_hz))
+        # Plays the teleoperator in demo episodes (privileged: knows the object and target).
+        self.expert = ScriptedExpert(task_cfg, seed=self.seed) if p("scripted_expert", True).value else None
+
+        self.lock = threading.RLock()
+        self.t = 1                      # global control step (stamp = t * dt)
+        self.episode_id = 0
+        self.episode_type = "train"
+        self.active = False             # an episode is running (not yet terminal)
+        self.obs = None
+        self.info = {}
+        self.target = None              # latest command (stamp_ns, pose vector)
+        self.gripper_cmd = {}           # stamp_ns -> command
+        self.published_at = 0.0
+        self.publish_due = None
+
+        self.js_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
+        self.pose_pub = self.create_publisher(PoseStamped, topics.EE_POSE, qos.SENSOR)
+        self.grip_pub = self.create_publisher(JointState, topics.GRIPPER_STATE, qos.SENSOR)
+        self.color_pub = self.create_publisher(Image, topics.COLOR_IMAGE, qos.SENSOR)
+        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, qos.SENSOR)
+        self.color_info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, qos.SENSOR)
+        self.depth_info_pub = self.create_publisher(CameraInfo, topics.DEPTH_INFO, qos.SENSOR)
+        self.gt_pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES_GT, qos.SENSOR)
+        self.task_pub = self.create_publisher(String, topics.TASK_INFO, qos.CONTROL)
+        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, 10)
+        self.event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
+        self.intervention_pub = self.create_publisher(Intervention, topics.INTERVENTION, qos.EVENTS)
+        self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_target, qos.CONTROL)
+        self.create_subscription(JointState, topics.GRIPPER_COMMAND, self._on_gripper, qos.CONTROL)
+        self.create_service(ResetEpisode, topics.RESET_EPISODE, self._on_reset)
+        wall_timer(self, 0.01 if self.lockstep else 1.0 / task_cfg.sim.control_hz, self._tick)
+        with self.lock:
+            self.obs = self.env.reset(seed=self.seed)
+            self.info = {"object_pose": self.obs["object_poses"], "target_pose": self.obs["target_pose"]}
+            self.publish_due = time.monotonic()
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.t * self.dt_ns
+
+    # --- commands -----------------------------------------------------------------------------
+    def _on_target(self, msg: PoseStamped):
+        v = pose_to_numpy(msg.pose)
+        if not np.all(np.isfinite(v)):
+            self.get_logger().error("non-finite target pose ignored (holding)", throttle_duration_sec=2.0)
+            return
+        with self.lock:
+            self.target = (stamp_to_ns(msg.header.stamp), v)
+        self._try_step()
+
+    def _on_gripper(self, msg: JointState):
+        if not msg.position or not np.isfinite(msg.position[0]):
+            self.get_logger().error("empty / non-finite gripper command ignored", throttle_duration_sec=2.0)
+            return
+        with self.lock:
+            ns = stamp_to_ns(msg.header.stamp)
+            self.gripper_cmd[ns] = float(np.clip(msg.position[0], 0.0, 1.0))
+            for old in [k for k in self.gripper_cmd if k < ns - 50 * self.dt_ns]:
+                del self.gripper_cmd[old]
+        self._try_step()
+
+    def _action_from_command(self, pose_vec, gripper) -> np.ndarray:
+        return np.concatenate([pose_vec[:3], quat_to_rotvec(pose_vec[3:7]), [gripper]]).astype(np.float32)
+
+    def _try_step(self):
+        with self.lock:
+            if not self.lockstep or not self.active or self.target is None or self.publish_due is not None:
+                return
+            stamp, pose_vec = self.target
+            if stamp != self.stamp_ns or stamp not in self.gripper_cmd:
+                return
+            self._step(self._action_from_command(pose_vec, self.gripper_cmd[stamp]))
+
+    def _step(self, action):
+        try:
+            self.obs, _, terminated, truncated, self.info = self.env.step(action)
+        except Exception as exc:   # a physics/IK failure ends the episode instead of stalling the loop
+            self.get_logger().error(f"sim step failed: {exc!r}; aborting episode {self.episode_id}")
+            self.active = False
+            self._event(EpisodeEvent.ABORT, 0.0, note=f"sim step failed: {exc}")
+            return
+        self.t += 1
+        if terminated or truncated:
+            success = bool(self.info["success"])
+            code = EpisodeEvent.SUCCESS if success else (EpisodeEvent.FAILURE if terminated else EpisodeEvent.TIMEOUT)
+            self.active = False
+            self._publish_obs()
+            self._event(code, 1.0 if success else 0.0, note=str(self.info.get("failure") or ""))
+        else:
+            self._publish_obs()
+
+    def _tick(self):
+        with self.lock:
+            now = time.monotonic()
+            if self.publish_due is not None and now >= self.publish_due:
+                self.publish_due = None
+                self._publish_obs()
+            elif not self.lockstep and self.active and self.target is not None:
+                stamp, pose_vec = self.target
+                grip = self.gripper_cmd[max(self.gripper_cmd)] if self.gripper_cmd else 0.0
+                self._step(self._action_from_command(pose_vec, grip))
+            elif self.lockstep and self.active and now - self.published_at > self.timeout_s:
+                self._publish_obs()   # a lost message must not stall the loop: re-send observation t
+
+    # --- episodes -----------------------------------------------------------------------------
+    def _on_reset(self, request, response):
+        with self.lock:
+            if self.active:
+                self._event(EpisodeEvent.RESET, 0.0, note="reset before episode end")
+            seed = None if request.seed < 0 else int(request.seed)
+            try:
+                self.obs = self.env.reset(seed=seed)
+            except Exception as exc:
+                response.success, response.message = False, f"sim reset failed: {exc}"
+                return response
+            self.info = {"object_pose": self.obs["object_poses"], "target_pose": self.obs["target_pose"]}
+            self.t += 1
+            self.episode_id += 1
+            self.episode_type = request.episode_type or "train"
+            if self.expert is not None:
+                self.expert.reset(seed if seed is not None else self.episode_id)
+            self.active = True
+            self._event(EpisodeEvent.START, 0.0, note=self.episode_type)
+            # Events and observations travel on different topics: give START a head start.
+            self.publish_due = time.monotonic() + 0.05
+            response.success, response.episode_id = True, self.episode_id
+            response.message = f"episode {self.episode_id} ({self.episode_type}) seed={seed}"
+        return response
+
+    def _event(self, code: int, reward: float, note: str = ""):
+        msg = EpisodeEvent(event=code, source=EpisodeEvent.SOURCE_ORACLE if code != EpisodeEvent.START
+                           else EpisodeEvent.SOURCE_SYSTEM, episode_id=self.episode_id, reward=reward, note=note)
+        msg.header.stamp = ns_to_stamp(self.stamp_ns)
+        self.event_pub.publish(msg)
+
+    # --- observation out ----------------------------------------------------------------------
+    def _publish_obs(self):
+        stamp = ns_to_stamp(self.stamp_ns)
+        obs = self.obs
+        if self.expert is not None and self.active and self.episode_type == "demo":
+            self._publish_expert(stamp)
+        self.clock_pub.publish(Clock(clock=stamp))
+        info = {"stamp_ns": self.stamp_ns, "step": self.t, "episode_id": self.episode_id,
+                **{k: np.asarray(obs[k]).tolist() for k in ("object_poses", "target_pose", "gripper_width", "state")}}
+        self.task_pub.publish(String(data=json.dumps(info)))
+        gt = TrackedObjects()
+        gt.header.stamp, gt.header.frame_id = stamp, self.base_frame
+        gt.objects.append(TrackedObjectPose(header=gt.header, object_id="cube",
+                                            pose=numpy_to_pose(obs["object_poses"]), confidence=1.0, valid=True))
+        self.gt_pub.publish(gt)
+        if "image" in obs:
+            intr = self.env.camera_intrinsics()
+            for pub, info_pub, img, enc in ((self.color_pub, self.color_info_pub, obs["image"], "rgb8"),
+                                            (self.depth_pub, self.depth_info_pub,
+                                             metric_to_uint16_mm(obs["depth_m"]), "16UC1")):
+                pub.publish(numpy_to_image(img, enc, stamp, self.camera_frame))
+                info_pub.publish(camera_info(intr["width"], intr["height"], intr["fx"], intr["fy"],
+                                             intr["cx"], intr["cy"], stamp, self.camera_frame))
+        names = list(self.env.joint_names)
+        js = JointState(name=names, position=obs["joint_pos"].astype(float).tolist(),
+                        velocity=obs["joint_vel"].astype(float).tolist())
+        js.header.stamp = stamp
+        self.js_pub.publish(js)
+        width = float(obs["gripper_width"][0])
+        grip = JointState(name=names[7:9], position=[width * FINGER_WIDTH_PER_JOINT] * 2)
+        grip.header.stamp = stamp
+        self.grip_pub.publish(grip)
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, self.base_frame
+        pose.pose = numpy_to_pose(np.concatenate([obs["ee_pos"], obs["ee_quat"]]))
+        self.pose_pub.publish(pose)
+        self.published_at = time.monotonic()
+
+    def _publish_expert(self, stamp):
+        try:
+            action = np.asarray(self.expert.act(self.obs, self.info).expert_action, dtype=np.float32)
+        except Exception as exc:
+            self.get_logger().error(f"scripted expert failed: {exc}", throttle_duration_sec=2.0)
+            return
+        msg = Intervention(active=True, action=action.tolist(), source="scripted_expert")
+        msg.header.stamp = stamp
+        self.intervention_pub.publish(msg)
+
+
+def main(args=None):
+    return run_node(SimRobotNode, args)
+
+
+if __name__ == "__main__":
+    main()

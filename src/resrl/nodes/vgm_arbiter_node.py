@@ -1,0 +1,257 @@
+"""VGM arbiter node: a_t = a_VLA_t + lambda_t * a_res_t, with gates from the critic, mode switch,
+safety clamp, human override and gate telemetry.
+
+One decision per control step, taken when the observation for that step is complete and a base
+action exists (waiting at most ``chunk_wait_s`` for the chunk and ``residual_wait_s`` for the
+residual). Without a base action, with a stale or invalid input, the robot holds its pose.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from visualization_msgs.msg import MarkerArray
+from geometry_msgs.msg import PoseStamped
+
+from resrl import topics
+from resrl.actions import GRIPPER, InvalidActionError, as_action
+from resrl.arbiter.chunks import ChunkConfig
+from resrl.arbiter.safety import SafetyConfig, SafetyFilter
+from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
+from resrl.models.config import ModelConfig
+from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention, PolicyWeights, ResidualAction
+from resrl.policy_runtime import PolicyRuntime, WeightsError
+from resrl.ros import qos
+from resrl.ros.chunks import ChunkSubscriber
+from resrl.ros.convert import action_to_pose_stamped, ns_to_stamp, stamp_to_ns
+from resrl.ros.markers import action_markers
+from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.observation import ObservationSubscriber
+from resrl.ros.params import declare_dataclass
+from resrl.srv import SetArbiterMode
+
+TERMINAL_EVENTS = (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.ABORT, EpisodeEvent.TIMEOUT)
+
+
+class VGMArbiterNode(Node):
+    def __init__(self):
+        super().__init__("vgm_arbiter")
+        p = self.declare_parameter
+        self.obs_mode = p("obs_mode", "object").value
+        self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
+        self.frame_id = p("frame_id", "fr3_link0").value
+        self.chunk_wait_s = p("chunk_wait_s", 1.0).value
+        self.residual_wait_s = p("residual_wait_s", 1.0).value
+        self.intervention_timeout_s = p("intervention_timeout_s", 0.5).value
+        mode = p("mode", "vgm").value
+        self.model_cfg = declare_dataclass(self, ModelConfig, "model")
+        self.model_cfg.obs_mode = self.obs_mode
+        vgm_cfg = declare_dataclass(self, VGMConfig, "vgm")
+        self.safety = SafetyFilter(declare_dataclass(self, SafetyConfig, "safety"))
+        self.vgm = VGMArbiter(vgm_cfg)
+        self.vgm.set_mode(mode)
+        self.critic = PolicyRuntime("critic", self.model_cfg, threads=p("torch_threads", 1).value)
+
+        self.lock = threading.RLock()
+        self.episode_id = 0
+        self.episode_kind = "train"    # START event note: train | eval | demo
+        self.residuals: Dict[int, Tuple[np.ndarray, ResidualAction]] = {}
+        self.intervention: Optional[Tuple[float, Intervention]] = None
+        self.last_step = -1
+        self.pending: Optional[Tuple[int, float]] = None   # (stamp_ns, first seen wall time)
+        self.last_command = None                             # (sent wall time, target msg, gripper msg)
+
+        self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
+                                         self.model_cfg.conf_threshold,
+                                         int(p("max_skew_ms", 0.0).value * 1e6), on_part=self._on_part)
+        self.chunks = ChunkSubscriber(self, declare_dataclass(self, ChunkConfig, "chunks"),
+                                      lambda: self.last_step, on_chunk=self._try_decide)
+        self.create_subscription(ResidualAction, topics.RESIDUAL, self._on_residual, qos.CONTROL)
+        self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, qos.EVENTS)
+        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
+        self.create_subscription(PolicyWeights, topics.CRITIC_WEIGHTS, self._on_weights, qos.LATCHED)
+        self.target_pub = self.create_publisher(PoseStamped, topics.TARGET_POSE, qos.CONTROL)
+        self.gripper_pub = self.create_publisher(JointState, topics.GRIPPER_COMMAND, qos.CONTROL)
+        self.command_pub = self.create_publisher(CommandedAction, topics.COMMAND, qos.CONTROL)
+        self.gate_pub = self.create_publisher(GateState, topics.GATE_STATE, qos.CONTROL)
+        self.marker_pub = self.create_publisher(MarkerArray, topics.MARKERS, 10)
+        self.create_service(SetArbiterMode, topics.SET_ARBITER_MODE, self._on_set_mode)
+        wall_timer(self, 0.02, self._on_timer)   # wall-time waits (chunk / residual timeouts)
+        self.get_logger().info(f"arbiter up: mode={self.vgm.mode} obs_mode={self.obs_mode}")
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _on_residual(self, msg: ResidualAction):
+        try:
+            action = as_action(msg.action, name=f"residual step {msg.step}")
+        except InvalidActionError as exc:
+            self.get_logger().error(f"{exc}; ignored (treated as missing)", throttle_duration_sec=2.0)
+            return
+        with self.lock:
+            self.residuals[msg.step] = (action, msg)
+            for old in [s for s in self.residuals if s < msg.step - 50]:
+                del self.residuals[old]
+        self._try_decide()
+
+    def _on_intervention(self, msg: Intervention):
+        with self.lock:
+            self.intervention = (time.monotonic(), msg)
+
+    def _on_event(self, msg: EpisodeEvent):
+        with self.lock:
+            if msg.event == EpisodeEvent.START and msg.episode_id != self.episode_id:
+                self.episode_id = msg.episode_id
+                self.episode_kind = msg.note or "train"
+                self.vgm.reset()
+                self.safety.reset()
+                self.chunks.start_episode(msg.episode_id)
+            elif msg.event in TERMINAL_EVENTS or msg.event == EpisodeEvent.RESET:
+                self.vgm.reset()
+
+    def _on_weights(self, msg: PolicyWeights):
+        if msg.model != "critic":
+            return
+        try:
+            self.critic.load(bytes(msg.payload), msg.sha256, msg.version, msg.config_json)
+            self.get_logger().info(f"critic weights v{msg.version} loaded")
+        except WeightsError as exc:
+            self.get_logger().error(f"{exc}; keeping v{self.critic.version}")
+
+    def _on_set_mode(self, request, response):
+        try:
+            lam = request.lambda_static if request.lambda_static >= 0 else None
+            with self.lock:
+                response.previous_mode = self.vgm.set_mode(request.mode, lam)
+            response.success, response.message = True, f"mode {request.mode}"
+        except ValueError as exc:
+            response.success, response.message = False, str(exc)
+        return response
+
+    def _on_part(self, stamp_ns: int):
+        with self.lock:
+            step = stamp_ns // self.period_ns
+            if step > self.last_step and (self.pending is None or stamp_ns > self.pending[0]):
+                self.pending = (stamp_ns, time.monotonic())
+            elif step == self.last_step and self.last_command is not None:
+                # The robot re-sent observation t: our command for t was lost. Send it again.
+                if time.monotonic() - self.last_command[0] > 0.5:
+                    self.last_command = (time.monotonic(), *self.last_command[1:])
+                    for pub, msg in zip((self.target_pub, self.gripper_pub), self.last_command[1:]):
+                        pub.publish(msg)
+        self._try_decide()
+
+    def _on_timer(self):
+        self._try_decide()
+
+    # --- one control step -------------------------------------------------------------------
+    def _try_decide(self):
+        with self.lock:
+            if self.pending is None:
+                return
+            stamp_ns, since = self.pending
+            waited = time.monotonic() - since
+            step = stamp_ns // self.period_ns
+            state = self.obs.state(stamp_ns)
+            if state is None:
+                return
+            human = self._active_intervention(stamp_ns)
+            if human is None and self.episode_kind == "demo" and waited < self.residual_wait_s:
+                return   # demo episodes are driven by the teleoperator: wait for its action
+            a_vla, info = self.chunks.action_at(step)
+            if human is None and a_vla is None and waited < self.chunk_wait_s:
+                return
+            residual = self.residuals.get(step)
+            needs_residual = self.vgm.mode != "base_only" and human is None and a_vla is not None
+            if needs_residual and residual is None and waited < self.residual_wait_s:
+                return
+            obs = self.obs.get(stamp_ns, a_vla if a_vla is not None else state)
+            if obs is None and waited < self.residual_wait_s:
+                return
+            self.pending = None
+            self.last_step = step
+            self._decide(stamp_ns, step, state, obs, a_vla, info, residual, human)
+
+    def _active_intervention(self, stamp_ns: int) -> Optional[np.ndarray]:
+        if self.intervention is None:
+            return None
+        received, msg = self.intervention
+        if not msg.active or time.monotonic() - received > self.intervention_timeout_s:
+            return None
+        if self.episode_kind == "demo" and stamp_to_ns(msg.header.stamp) != stamp_ns:
+            return None   # a scripted/recorded demonstrator answers each observation exactly
+        try:
+            return as_action(msg.action, name="intervention action")
+        except InvalidActionError as exc:
+            self.get_logger().error(f"{exc}; holding", throttle_duration_sec=2.0)
+            return None
+
+    def _decide(self, stamp_ns, step, state, obs, a_vla, info, residual, human):
+        stamp = ns_to_stamp(stamp_ns)
+        a_res = residual[0] if residual is not None else None
+        version = residual[1].policy_version if residual is not None else 0
+        q_comb = q_base = value = None
+        if obs is not None and a_vla is not None and self.vgm.mode == "vgm":
+            try:
+                q_comb, q_base, value = self.critic.critic(obs, a_vla, a_res)
+            except Exception as exc:  # a broken critic must not move the robot: gates see "no evidence"
+                self.get_logger().error(f"critic failed: {exc}", throttle_duration_sec=2.0)
+        report = self.vgm.step(q_comb, q_base, value)
+        hold_reason = ""
+        if human is not None:
+            candidate = human
+        elif a_vla is None:
+            candidate, hold_reason = None, f"no base action ({info.status})"
+        else:
+            try:
+                candidate = compose(a_vla, a_res, report)
+            except InvalidActionError as exc:
+                candidate, hold_reason = None, str(exc)
+        if candidate is None:
+            decision_action, held = self.safety.hold_action(state), True
+        else:
+            decision = self.safety.filter(candidate, state, 0.0)
+            decision_action, held, hold_reason = decision.action, decision.hold, decision.reason
+        self._publish(stamp, step, state, decision_action, a_vla, a_res, report, human is not None,
+                      held, hold_reason, info.chunk_id, version)
+
+    def _publish(self, stamp, step, state, action, a_vla, a_res, report, human, held, reason, chunk_id, version):
+        target = action_to_pose_stamped(action, stamp, self.frame_id)
+        grip = JointState(name=["gripper"], position=[float(action[GRIPPER][0])])
+        grip.header.stamp = stamp
+        self.target_pub.publish(target)
+        self.gripper_pub.publish(grip)
+        self.last_command = (time.monotonic(), target, grip)
+        zeros = np.zeros_like(action)
+        base = a_vla if a_vla is not None else state
+        cmd = CommandedAction(step=int(step), episode_id=self.episode_id, action=action.tolist(),
+                              base_action=np.asarray(base, dtype=np.float32).tolist(),
+                              residual_action=(a_res if a_res is not None else zeros).tolist(),
+                              lambda_per_dim=report.lambda_per_dim.tolist(), intervention=human, held=held,
+                              chunk_id=int(chunk_id or 0), policy_version=int(version))
+        cmd.header.stamp, cmd.header.frame_id = stamp, self.frame_id
+        self.command_pub.publish(cmd)
+        gate = GateState(step=int(step), episode_id=self.episode_id, mode=report.mode,
+                         advantage_mean=report.advantage_mean, advantage_std=report.advantage_std,
+                         advantage_lcb=report.advantage_lcb, value=report.value,
+                         value_window_max=report.value_window_max, value_drop=report.value_drop,
+                         value_progress=report.value_progress, g_greedy=report.g_greedy,
+                         g_regress=report.g_regress, g_escape=report.g_escape,
+                         escape_latched=report.escape_latched, lambda_value=report.lambda_value,
+                         lambda_max=report.lambda_max, lambda_per_dim=report.lambda_per_dim.tolist(),
+                         human_override=human, held=held, hold_reason=reason)
+        gate.header.stamp = stamp
+        self.gate_pub.publish(gate)
+        if self.marker_pub.get_subscription_count() > 0:
+            self.marker_pub.publish(action_markers(state, base, a_res if a_res is not None else zeros,
+                                                   action, report.lambda_value, stamp, self.frame_id))
+
+
+def main(args=None):
+    return run_node(VGMArbiterNode, args)
+
+
+if __name__ == "__main__":
+    main()

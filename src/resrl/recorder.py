@@ -1,0 +1,116 @@
+"""Turn the control loop's stream (commands, observations, terminal events) into replay episodes.
+
+ROS-free: the learner node feeds it CommandedAction contents and a function that returns the
+observation for a stamp; it writes complete transitions (o_t, a_t, r_t, o_{t+1}) into the
+buffers as soon as o_{t+1} is known. Observations and commands may arrive in any order.
+
+Routing: demo episodes go to the offline (demo/intervention) buffer; train and eval episodes go to
+the online buffer, and a train episode with any human intervention also goes to the offline buffer
+(its intervention steps carry the flag, so the actors' BC term sees exactly those).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Deque, List, Optional
+
+import numpy as np
+
+
+@dataclass
+class Command:
+    step: int
+    stamp_ns: int
+    action: np.ndarray
+    base_action: np.ndarray
+    residual: np.ndarray
+    lambda_: float
+    intervention: bool
+
+
+@dataclass
+class Terminal:
+    stamp_ns: int
+    success: bool
+    reward: float
+    truncated: bool      # time limit / operator stop: bootstrap from the last observation
+
+
+class EpisodeRecorder:
+    def __init__(self, kind: str, buffers: List, get_obs: Callable[[int, np.ndarray], Optional[dict]],
+                 meta: Optional[dict] = None):
+        self.kind = kind
+        self.buffers = list(buffers)
+        self.get_obs = get_obs
+        self.meta = dict(meta or {}, kind=kind)
+        self.queue: Deque[Command] = deque()
+        self.prev: Optional[Command] = None
+        self.terminal: Optional[Terminal] = None
+        self.steps = 0
+        self.interventions = 0
+        self.finished = False
+        self._started = False
+        self._history: list = []      # obs0, then (args, kwargs) per step: for _copy_to
+
+    def add_command(self, cmd: Command) -> None:
+        if self.finished or self.terminal is not None:
+            return
+        if self.queue and cmd.step <= self.queue[-1].step or (self.prev and cmd.step <= self.prev.step):
+            return   # duplicate or out-of-order command
+        self.queue.append(cmd)
+
+    def set_terminal(self, terminal: Terminal) -> None:
+        if self.terminal is None:
+            self.terminal = terminal
+
+    def _store_step(self, cmd: Command, next_obs: dict, reward: float, done: bool, truncated: bool) -> None:
+        residual = cmd.action - cmd.base_action if cmd.intervention else cmd.residual
+        args = (cmd.action, residual, cmd.lambda_, reward, next_obs)
+        kwargs = dict(done=done, truncated=truncated, intervention=cmd.intervention)
+        for buf in self.buffers:
+            buf.add_step(*args, **kwargs)
+        self._history.append((args, kwargs))
+        self.steps += 1
+        self.interventions += int(cmd.intervention)
+
+    def pump(self, offline_buffer=None) -> bool:
+        """Store whatever is complete; returns True once the episode has been written entirely."""
+        while self.queue:
+            cmd = self.queue[0]
+            obs = self.get_obs(cmd.stamp_ns, cmd.base_action)
+            if obs is None:
+                return False
+            if not self._started:
+                for buf in self.buffers:
+                    buf.start_episode(obs, self.meta)
+                self._history.append(obs)
+                self._started = True
+            else:
+                self._store_step(self.prev, obs, 0.0, False, False)
+            self.prev = self.queue.popleft()
+        if self.terminal is None or self.prev is None:
+            return False
+        t = self.terminal
+        obs = self.get_obs(t.stamp_ns, self.prev.base_action)
+        if obs is None:
+            return False
+        self._store_step(self.prev, obs, t.reward, done=not t.truncated, truncated=t.truncated)
+        for buf in self.buffers:
+            buf.end_episode(t.success)
+        if offline_buffer is not None and self.kind == "train" and self.interventions:
+            self._copy_to(offline_buffer)
+        self.finished = True
+        return True
+
+    def _copy_to(self, buffer) -> None:
+        """Write this (finished) episode into another buffer, e.g. a train episode with interventions."""
+        buffer.start_episode(self._history[0], self.meta)
+        for args, kwargs in self._history[1:]:
+            buffer.add_step(*args, **kwargs)
+        buffer.end_episode(self.terminal.success)
+
+    def abort(self) -> None:
+        if self._started and not self.finished:
+            for buf in self.buffers:
+                buf.abort_episode()
+        self.finished = True

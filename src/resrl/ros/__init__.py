@@ -1,0 +1,1 @@
+"""ROS 2 glue: message conversions, parameters, QoS and node entry points. Imports rclpy."""

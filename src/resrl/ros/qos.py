@@ -1,0 +1,12 @@
+"""QoS profiles: sensor streams best-effort like the real drivers; weights and events reliable."""
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+SENSOR = qos_profile_sensor_data
+# Control-loop messages: reliable, shallow (a stale command is worse than a dropped one).
+CONTROL = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# Episode events and interventions must not be lost.
+EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# Latest weights are latched so a node that (re)starts late still gets them.
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)

@@ -1,0 +1,98 @@
+"""The learning session plan (ROS-free): demos -> Cal-QL warm-up -> online episodes with periodic
+evaluation, until an evaluation block is all successes or the env-step budget is spent.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Deque, List, Optional, Tuple
+
+
+@dataclass
+class SessionConfig:
+    num_demos: int = 20                 # scripted/teleop demonstrations recorded first
+    eval_episodes: int = 20             # an evaluation block; the goal is all of them succeeding
+    eval_every: int = 20                # train episodes between evaluation blocks ...
+    eval_trigger_streak: int = 10       # ... or sooner, after this many train successes in a row
+    max_env_steps: int = 20000          # online step budget (train + eval; demos excluded)
+    max_episodes: int = 1000
+    train_window: int = 20              # success rate reported over the last N train episodes
+
+
+@dataclass
+class EpisodeRecord:
+    index: int
+    kind: str            # demo | train | eval
+    seed: int
+    steps: int
+    success: bool
+    env_steps_total: int
+    mean_lambda: float = 0.0
+    gate_activity: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+class SessionPlan:
+    def __init__(self, cfg: SessionConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+        self.records: List[EpisodeRecord] = []
+        self.env_steps = 0               # online steps (train + eval)
+        self.warmup_done = cfg.num_demos == 0
+        self._eval_left = 0
+        self._eval_successes = 0
+        self._train_since_eval = 0
+        self._streak = 0
+        self._recent: Deque[bool] = deque(maxlen=cfg.train_window)
+        self.finished_reason: Optional[str] = None
+        self.eval_results: List[Tuple[int, int, int]] = []    # (env_steps, successes, episodes)
+
+    @property
+    def demos_recorded(self) -> int:
+        return sum(1 for r in self.records if r.kind == "demo")
+
+    def needs_warmup(self) -> bool:
+        return not self.warmup_done and self.demos_recorded >= self.cfg.num_demos
+
+    def next_episode(self) -> Optional[Tuple[str, int]]:
+        """(kind, seed) of the next episode, or None when the session is over."""
+        if self.finished_reason:
+            return None
+        n = len(self.records)
+        if n >= self.cfg.max_episodes:
+            self.finished_reason = "episode budget"
+            return None
+        if self.demos_recorded < self.cfg.num_demos:
+            return "demo", self.seed * 100_000 + n
+        if self.env_steps >= self.cfg.max_env_steps and self._eval_left == 0:
+            self.finished_reason = "step budget"
+            return None
+        if self._eval_left == 0 and (self._train_since_eval >= self.cfg.eval_every
+                                     or self._streak >= self.cfg.eval_trigger_streak):
+            self._eval_left, self._eval_successes = self.cfg.eval_episodes, 0
+            self._train_since_eval = self._streak = 0
+        if self._eval_left > 0:
+            # Evaluation seeds are a fixed set, so every block measures the same start states.
+            return "eval", 1_000_000 + self.seed * 1000 + (self.cfg.eval_episodes - self._eval_left)
+        return "train", self.seed * 100_000 + n
+
+    def record(self, rec: EpisodeRecord) -> None:
+        self.records.append(rec)
+        if rec.kind == "demo":
+            return
+        self.env_steps += rec.steps
+        rec.env_steps_total = self.env_steps
+        if rec.kind == "train":
+            self._recent.append(rec.success)
+            self._train_since_eval += 1
+            self._streak = self._streak + 1 if rec.success else 0
+        elif rec.kind == "eval":
+            self._eval_left -= 1
+            self._eval_successes += int(rec.success)
+            if self._eval_left == 0:
+                self.eval_results.append((self.env_steps, self._eval_successes, self.cfg.eval_episodes))
+                if self._eval_successes == self.cfg.eval_episodes:
+                    self.finished_reason = f"{self.cfg.eval_episodes}/{self.cfg.eval_episodes} evaluation successes"
+
+    def train_success_rate(self) -> float:
+        return sum(self._recent) / len(self._recent) if self._recent else 0.0

@@ -1,0 +1,16 @@
+"""MuJoCo table-top simulation for resrl (ROS-free): a Franka-Panda-like arm, pick_lift /
+pick_place tasks, a scripted VLA stand-in with last-mile biases, its oracle correction, a
+scripted expert, and depth helpers. Importing this package needs ``mujoco``; rendering needs an
+OpenGL backend (``MUJOCO_GL=osmesa`` headless, or ``egl``).
+"""
+from resrl.sim.depth import metric_to_relative_depth, sensor_depth_to_uint16_mm
+from resrl.sim.franka_env import JOINT_NAMES, TASKS, FrankaTableEnv, SimConfig, check_success
+from resrl.sim.scripted import (ExpertConfig, ExpertStep, ScriptedExpert, ScriptedVLA, ScriptedVLAConfig,
+                                TaskConfig, load_task_config, oracle_correction, run_episode)
+
+__all__ = [
+    "FrankaTableEnv", "SimConfig", "TASKS", "JOINT_NAMES", "check_success",
+    "ScriptedVLA", "ScriptedVLAConfig", "ScriptedExpert", "ExpertConfig", "ExpertStep",
+    "TaskConfig", "load_task_config", "oracle_correction", "run_episode",
+    "metric_to_relative_depth", "sensor_depth_to_uint16_mm",
+]

@@ -1,0 +1,1 @@
+"""Base-policy (VLA) backends that produce action chunks: sim scripted, openpi, LeRobot, replay."""

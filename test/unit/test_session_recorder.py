@@ -1,0 +1,117 @@
+"""Session plan, episode recorder, observation assembly and keyboard teleop (ROS-free)."""
+import numpy as np
+import pytest
+
+from resrl.obs_assembly import ObservationAssembler
+from resrl.recorder import Command, EpisodeRecorder, Terminal
+from resrl.replay import ReplayBuffer
+from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
+from resrl.teleop import FAILURE, START, SUCCESS, KeyboardTeleop, TeleopConfig
+
+SPEC = {"state": ((7,), "float32"), "base_action": ((7,), "float32"),
+        "object_poses": ((7,), "float32"), "object_conf": ((1,), "float32")}
+
+
+def _obs(stamp, base):
+    return {"state": np.full(7, stamp, np.float32), "base_action": np.asarray(base, np.float32),
+            "object_poses": np.full(7, -stamp, np.float32), "object_conf": np.ones(1, np.float32)}
+
+
+def test_assembler_waits_for_all_parts_and_matches_stamps():
+    a = ObservationAssembler(["pose", "img"], max_skew_ns=0)
+    a.add("pose", 100, "p100")
+    assert a.get(100) is None and a.missing(100) == ["img"]
+    a.add("img", 200, "i200")
+    assert a.get(100) is None
+    a.add("img", 100, "i100")
+    assert a.get(100) == {"pose": "p100", "img": "i100"}
+    skew = ObservationAssembler(["pose", "img"], max_skew_ns=15)
+    skew.add("pose", 100, "p")
+    skew.add("img", 110, "near")
+    skew.add("img", 130, "far")
+    assert skew.get(100)["img"] == "near"
+    with pytest.raises(KeyError):
+        a.add("depth", 1, None)
+
+
+def _cmd(step, intervention=False):
+    base = np.full(7, 0.1 * step, np.float32)
+    residual = np.full(7, 0.01, np.float32)
+    action = base + (0.5 if intervention else 1.0) * residual if not intervention else base + 0.2
+    return Command(step, step * 100, action.astype(np.float32), base, residual, 1.0, intervention)
+
+
+def test_recorder_builds_transitions_in_any_arrival_order():
+    online = ReplayBuffer(SPEC, 1000)
+    available = {}
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: available.get(stamp) and _obs(stamp, base))
+    for s in (1, 2, 3):
+        rec.add_command(_cmd(s))
+    rec.set_terminal(Terminal(400, success=True, reward=1.0, truncated=False))
+    assert not rec.pump() and len(online) == 0         # no observation yet
+    available.update({100: True, 200: True})
+    assert not rec.pump() and len(online) == 1         # o_1 -> o_2 stored once o_2 exists
+    available.update({300: True, 400: True})
+    assert rec.pump() and rec.finished
+    ep = next(online.episodes())
+    assert ep.success and len(ep.action) == 3
+    np.testing.assert_array_equal(ep.reward, [0, 0, 1])
+    np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 300, 400])   # o_1..o_3 + terminal o_4
+    assert ep.done[-1] and not ep.done[0]
+
+
+def test_intervention_residual_target_and_copy_to_offline():
+    online, offline = ReplayBuffer(SPEC, 1000), ReplayBuffer(SPEC, 1000)
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))
+    rec.add_command(_cmd(1))
+    rec.add_command(_cmd(2, intervention=True))
+    rec.set_terminal(Terminal(300, success=False, reward=0.0, truncated=True))
+    assert rec.pump(offline)
+    ep_on, ep_off = next(online.episodes()), next(offline.episodes())
+    np.testing.assert_allclose(ep_on.residual[1], np.full(7, 0.2), atol=1e-6)   # a_human - a_VLA
+    np.testing.assert_array_equal(ep_on.intervention, [False, True])
+    np.testing.assert_array_equal(ep_on.action, ep_off.action)
+    assert ep_on.truncated[-1] and not ep_on.done[-1]
+
+
+def test_session_plan_demos_warmup_eval_and_finish():
+    plan = SessionPlan(SessionConfig(num_demos=2, eval_episodes=2, eval_every=3, eval_trigger_streak=2,
+                                     max_env_steps=10_000))
+    kinds = []
+    for _ in range(2):
+        kind, seed = plan.next_episode()
+        kinds.append(kind)
+        plan.record(EpisodeRecord(len(plan.records), kind, seed, 10, True, 0))
+    assert kinds == ["demo", "demo"] and plan.needs_warmup()
+    plan.warmup_done = True
+    seq = []
+    for success in (False, True, True, True, True):
+        kind, seed = plan.next_episode()
+        seq.append(kind)
+        plan.record(EpisodeRecord(len(plan.records), kind, seed, 10, success, 0))
+    # two train successes in a row trigger an evaluation block of 2, which succeeds -> done
+    assert seq == ["train", "train", "train", "eval", "eval"]
+    assert plan.next_episode() is None and "2/2" in plan.finished_reason
+    assert plan.eval_results == [(50, 2, 2)]
+
+
+def test_session_plan_step_budget():
+    plan = SessionPlan(SessionConfig(num_demos=0, max_env_steps=25, eval_every=100, eval_trigger_streak=100))
+    while (nxt := plan.next_episode()) is not None:
+        plan.record(EpisodeRecord(len(plan.records), nxt[0], nxt[1], 10, False, 0))
+    assert plan.finished_reason == "step budget" and plan.env_steps == 30
+
+
+def test_keyboard_teleop_events_and_takeover():
+    kb = KeyboardTeleop(TeleopConfig(step_m=0.01))
+    assert kb.press("s").events == [START]
+    assert kb.press("y").events == [SUCCESS] and kb.press("n").events == [FAILURE]
+    assert "cannot take over" in kb.press("i").message   # no robot state yet
+    kb.update_state(np.array([0.5, 0.0, 0.2, 0, 0, 0, 0.0], np.float32))
+    assert kb.press("i").intervention_changed and kb.intervening
+    kb.press("k")
+    kb.press("u")
+    kb.press("g")
+    np.testing.assert_allclose(kb.teleop_action(), [0.51, 0.0, 0.21, 0, 0, 0, 1.0], atol=1e-6)
+    kb.press("i")
+    assert kb.teleop_action().size == 0
