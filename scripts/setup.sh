@@ -66,8 +66,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 cd "$ROOT"
 colcon --log-base "$WS/log" build --base-paths "$ROOT" --build-base "$WS/build" \
   --install-base "$WS/install" --symlink-install \
-  --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" \
-  || die "colcon build failed; log: $WS/log/latest_build/resrl/stdout_stderr.log"
+  --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" > "$WS/build.log" 2>&1 \
+  || { tail -40 "$WS/build.log" >&2; die "colcon build failed; full log: $WS/build.log"; }
 
 # shellcheck disable=SC1091
 source "$ROOT/scripts/env.sh"

@@ -37,7 +37,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from resrl.algos.common import (AgentBase, as_float_metrics, clamp_residual, expectile_loss, frozen,
+from resrl.algos.common import (AgentBase, clamp_residual, expectile_loss, frozen,
                                 min_over_subset, q_and_v, soft_update)
 from resrl.algos.intervention import bc_loss
 
@@ -70,17 +70,16 @@ class CalQLConfig:
 
 class CalQL(AgentBase):
     def __init__(self, actor: nn.Module, critic: nn.Module, cfg: CalQLConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None) -> None:
-        super().__init__(actor, critic, cfg or CalQLConfig(), device, seed)
+                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
+        super().__init__(actor, critic, cfg or CalQLConfig(), device, seed, precision)
 
-    def update_critic(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+    def critic_loss(self, b: Mapping):
         cfg = self.cfg
-        b = batch if prepared else self.prepare(batch)
         obs, next_obs = b["obs"], b["next_obs"]
         base = obs["base_action"]
         xi = self.limit if self.limit is not None else torch.ones((), device=base.device)
 
-        # --- TD -------------------------------------------------------------------------
+        # --- TD target ------------------------------------------------------------------
         with torch.no_grad():
             next_a = next_obs["base_action"] + self.actor(next_obs)
             next_q = min_over_subset(self.critic_target.q(next_obs, next_a), cfg.target_subset, self.generator)
@@ -91,9 +90,8 @@ class CalQL(AgentBase):
             n_r, n_p = cfg.num_random, cfg.num_policy
             rand_res = (torch.rand((n_r,) + base.shape, generator=self.generator, device=base.device) * 2 - 1) \
                 * (cfg.random_scale * xi)
-            pi_res = self.actor(obs)
             pol_res = clamp_residual(
-                pi_res + torch.randn((n_p,) + base.shape, generator=self.generator, device=base.device)
+                self.actor(obs) + torch.randn((n_p,) + base.shape, generator=self.generator, device=base.device)
                 * (cfg.policy_noise * xi), self.limit)
             cand = base + torch.cat([rand_res, pol_res], dim=0)  # (N, B, D)
         q_data, q_cand, v = q_and_v(self.critic, obs, b["action"], cand)  # (E, B), (E, N, B), (B,)
@@ -112,33 +110,25 @@ class CalQL(AgentBase):
         v_loss = expectile_loss(q_data.detach().mean(dim=0) - v, cfg.v_expectile)
 
         loss = td_loss + cql_loss + cfg.v_weight * v_loss
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        self.critic_updates += 1
-        return as_float_metrics({
+        return loss, {
             "critic_loss": loss, "td_loss": td_loss, "cql_loss": cql_loss, "cql_gap": cql_gap.mean(),
             "v_loss": v_loss, "q_mean": q_data.mean(), "q_target_mean": target.mean(),
             "q_policy_sample_mean": q_cand[:, n_r:].mean(), "q_random_mean": q_rand.mean(),
-            "calibrated_frac": (q_cand[:, n_r:] < b["mc_return"]).float().mean(), "v_mean": v.mean()})
+            "calibrated_frac": (q_cand[:, n_r:] < b["mc_return"]).float().mean(), "v_mean": v.mean()}
 
-    def update_actor(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+    def actor_loss(self, b: Mapping):
         cfg = self.cfg
-        b = batch if prepared else self.prepare(batch)
         obs = b["obs"]
         res = self.actor(obs)
         with frozen(self.critic):
             q_pi = self.critic.q(obs, obs["base_action"] + res).min(dim=0).values
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
+        return loss, {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
+                      "residual_abs": res.detach().abs().mean()}
 
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        self.actor_updates += 1
-        return as_float_metrics({"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
-                                 "residual_abs": res.detach().abs().mean()})
+    def after_critic_step(self) -> None:
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
 
     def update(self, batches) -> dict[str, float]:
         """A critic step per batch, then one actor step on the last batch (after the warm-up)."""

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from resrl.algos.calql import CalQL, CalQLConfig
-from resrl.algos.common import AgentBase, mixed_sample
+from resrl.algos.common import PRECISIONS, AgentBase, mixed_sample
 from resrl.algos.rlpd import RLPD, RLPDConfig
 from resrl.algos.td3 import TD3, TD3Config
 from resrl.configs import ConfigError, from_dict, load_yaml, section
@@ -47,6 +47,7 @@ class LearnerConfig:
     learning_starts: int = 256  # transitions (online + offline) required before train_step learns
     publish_every: int = 1  # policy_version += 1 every this many actor updates
     device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast the forward passes (about 2x matmul speed on AVX512-BF16 CPUs)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class LearnerConfig:
             raise ConfigError(f"learner.algo must be one of {sorted(ALGORITHMS)}, got {self.algo!r}")
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ConfigError(f"learner.offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"learner.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 1 or self.publish_every < 1 or self.warmup_steps < 0:
             raise ConfigError("learner: batch_size and publish_every must be >= 1, warmup_steps >= 0")
 
@@ -70,11 +73,13 @@ def load_configs(path: str | Path) -> tuple[LearnerConfig, dict[str, object]]:
 
 
 def make_agent(name: str, actor: nn.Module, critic: nn.Module, cfg=None, device="cpu",
-               seed: int | None = None) -> AgentBase:
+               seed: int | None = None, precision: str = "fp32") -> AgentBase:
+    """``name`` in {"calql", "rlpd", "td3"}; ``cfg`` defaults to that algorithm's config."""
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}")
     agent_cls, cfg_cls = ALGORITHMS[name]
-    return agent_cls(actor, critic, cfg if cfg is not None else cfg_cls(), device=device, seed=seed)
+    return agent_cls(actor, critic, cfg if cfg is not None else cfg_cls(), device=device, seed=seed,
+                     precision=precision)
 
 
 class _Empty:
@@ -97,7 +102,7 @@ class Learner:
         self.sampler: Sampler = sampler or functools.partial(mixed_sample, rng=self.np_rng)
         name = self.config.algo
         self.agent = make_agent(name, actor, critic, self.algo_configs.get(name), self.config.device,
-                                self.config.seed)
+                                self.config.seed, self.config.precision)
         self._warmup_agent: AgentBase | None = self.agent if name == "calql" else None
         self.policy_version = 0
         self.num_updates = 0  # critic updates made by train_step (warm-up excluded)
@@ -127,7 +132,7 @@ class Learner:
         if self._warmup_agent is None:
             self._warmup_agent = make_agent("calql", self.agent.actor, self.agent.critic,
                                             self.algo_configs.get("calql"), self.config.device,
-                                            self.config.seed + 1)
+                                            self.config.seed + 1, self.config.precision)
         return self._warmup_agent
 
     def warmup(self, offline_buffer, steps: int | None = None) -> dict[str, float]:

@@ -30,7 +30,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from resrl.algos.common import (AgentBase, as_float_metrics, clamp_residual, clipped_noise, expectile_loss,
+from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss,
                                 frozen, min_over_subset, q_and_v, soft_update)
 from resrl.algos.intervention import bc_loss
 
@@ -59,52 +59,41 @@ class RLPDConfig:
 
 class RLPD(AgentBase):
     def __init__(self, actor: nn.Module, critic: nn.Module, cfg: RLPDConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None) -> None:
-        super().__init__(actor, critic, cfg or RLPDConfig(), device, seed)
+                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
+        super().__init__(actor, critic, cfg or RLPDConfig(), device, seed, precision)
 
-    def update_critic(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+    def critic_loss(self, b: Mapping):
         cfg = self.cfg
-        b = batch if prepared else self.prepare(batch)
         obs, next_obs = b["obs"], b["next_obs"]
-
         with torch.no_grad():
             next_res = self.actor(next_obs)
             next_res = clamp_residual(
                 next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
                                          self.generator), self.limit)
             next_q = self.critic_target.q(next_obs, next_obs["base_action"] + next_res)  # (E, B)
-            next_q = min_over_subset(next_q, cfg.target_subset, self.generator)
+            next_q = min_over_subset(next_q, cfg.target_subset, self.generator)  # REDQ min of 2
             target = b["reward"] + b["discount"] * next_q
 
         q, _, v = q_and_v(self.critic, obs, b["action"])  # (E, B), -, (B,): one trunk pass
         td_loss = (q - target).pow(2).mean(dim=1).sum()
         v_loss = expectile_loss(q.detach().mean(dim=0) - v, cfg.v_expectile)
         loss = td_loss + cfg.v_weight * v_loss
+        return loss, {"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss, "q_mean": q.mean(),
+                      "q_target_mean": target.mean(), "v_mean": v.mean()}
 
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        self.critic_updates += 1
-        return as_float_metrics({"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss,
-                                 "q_mean": q.mean(), "q_target_mean": target.mean(), "v_mean": v.mean()})
-
-    def update_actor(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+    def actor_loss(self, b: Mapping):
         cfg = self.cfg
-        b = batch if prepared else self.prepare(batch)
         obs = b["obs"]
         res = self.actor(obs)
         with frozen(self.critic):
             q_pi = self.critic.q(obs, obs["base_action"] + res).mean(dim=0)  # REDQ: mean over heads
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
+        return loss, {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
+                      "residual_abs": res.detach().abs().mean()}
 
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        self.actor_updates += 1
-        return as_float_metrics({"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
-                                 "residual_abs": res.detach().abs().mean()})
+    def after_critic_step(self) -> None:
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
 
     def update(self, batches) -> dict[str, float]:
         """One env step's worth of learning: a critic step per batch (UTD = len(batches)), then one

@@ -20,7 +20,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from resrl.algos.common import (AgentBase, as_float_metrics, clamp_residual, clipped_noise, expectile_loss,
+from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss,
                                 frozen, q_and_v, soft_update)
 from resrl.algos.intervention import bc_loss
 
@@ -53,53 +53,42 @@ class TD3(AgentBase):
     uses_target_actor = True
 
     def __init__(self, actor: nn.Module, critic: nn.Module, cfg: TD3Config | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None) -> None:
-        super().__init__(actor, critic, cfg or TD3Config(), device, seed)
+                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
+        super().__init__(actor, critic, cfg or TD3Config(), device, seed, precision)
 
-    def update_critic(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+    def critic_loss(self, b: Mapping):
         cfg = self.cfg
-        b = batch if prepared else self.prepare(batch)
         obs, next_obs = b["obs"], b["next_obs"]
-
         with torch.no_grad():
-            next_res = self.actor_target(next_obs)
+            next_res = self.actor_target(next_obs)  # target policy smoothing:
             next_res = clamp_residual(
                 next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
                                          self.generator), self.limit)
             next_q = self.critic_target.q(next_obs, next_obs["base_action"] + next_res)  # (E, B)
             if cfg.twin_heads > 0:
                 next_q = next_q[: cfg.twin_heads]
-            target = b["reward"] + b["discount"] * next_q.min(dim=0).values
+            target = b["reward"] + b["discount"] * next_q.min(dim=0).values  # clipped double Q
 
         q, _, v = q_and_v(self.critic, obs, b["action"])  # (E, B), -, (B,): one trunk pass
         td_loss = (q - target).pow(2).mean(dim=1).sum()
         v_loss = expectile_loss(q.detach().mean(dim=0) - v, cfg.v_expectile)
         loss = td_loss + cfg.v_weight * v_loss
+        return loss, {"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss, "q_mean": q.mean(),
+                      "q_target_mean": target.mean(), "v_mean": v.mean()}
 
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        self.critic_updates += 1
-        return as_float_metrics({"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss,
-                                 "q_mean": q.mean(), "q_target_mean": target.mean(), "v_mean": v.mean()})
-
-    def update_actor(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
+    def actor_loss(self, b: Mapping):
         cfg = self.cfg
-        b = batch if prepared else self.prepare(batch)
         obs = b["obs"]
         res = self.actor(obs)
         with frozen(self.critic):
             q1 = self.critic.q(obs, obs["base_action"] + res)[0]
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q1.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
+        return loss, {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q1.mean(),
+                      "residual_abs": res.detach().abs().mean()}
 
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
-        soft_update(self.actor_target, self.actor, cfg.tau)
-        self.actor_updates += 1
-        return as_float_metrics({"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q1.mean(),
-                                 "residual_abs": res.detach().abs().mean()})
+    def after_actor_step(self) -> None:
+        soft_update(self.actor_target, self.actor, self.cfg.tau)
 
     def update(self, batches) -> dict[str, float]:
         """A critic step per batch; every ``policy_delay``-th critic step (counted over the agent's

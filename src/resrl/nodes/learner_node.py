@@ -83,6 +83,9 @@ class LearnerNode(Node):
             raise SystemExit(f"learner config: {exc}")
         import dataclasses
         learner_cfg = dataclasses.replace(learner_cfg, algo=algo, seed=seed)
+        warmup = p("learner.warmup_steps", -1).value   # -1: as in learner.yaml
+        if warmup >= 0:
+            learner_cfg = dataclasses.replace(learner_cfg, warmup_steps=warmup)
         self.learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
         self.plan = SessionPlan(self.session_cfg, seed)
         self.lock = threading.RLock()

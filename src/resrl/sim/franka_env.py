@@ -26,17 +26,38 @@ gripper_opening = finger distance / 0.08 in [0, 1] (1 = fully open).
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
+import weakref
 from pathlib import Path
 from string import Template
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-import mujoco
 
-from resrl.actions import ACTION_DIM, STATE_DIM, as_action
+def _check_gl_backend() -> None:
+    """``MUJOCO_GL=osmesa`` without libOSMesa makes ``import mujoco`` itself fail (mujoco imports
+    its renderer eagerly). Fall back to EGL when only that is installed (before mujoco loads)."""
+    import ctypes.util
+    import os
+    import sys
+    import warnings
+
+    if "mujoco" in sys.modules or os.environ.get("MUJOCO_GL", "").lower() != "osmesa":
+        return
+    if ctypes.util.find_library("OSMesa") is None and ctypes.util.find_library("EGL") is not None:
+        warnings.warn("MUJOCO_GL=osmesa but libOSMesa is missing (apt-get install libosmesa6); using EGL")
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+
+
+_check_gl_backend()
+
+import mujoco  # noqa: E402
+
+from resrl.actions import ACTION_DIM, as_action
 
 TASKS = ("pick_lift", "pick_place")
 ASSET_XML = Path(__file__).resolve().parent / "assets" / "franka_table.xml"
@@ -45,6 +66,18 @@ FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 JOINT_NAMES = ARM_JOINTS + FINGER_JOINTS
 MAX_GRIPPER_WIDTH = 0.08  # m, distance between the finger pads when fully open
 DEFAULT_EPISODE_STEPS = {"pick_lift": 60, "pick_place": 100}
+
+# Close GL contexts before interpreter teardown (osmesa/egl complain if freed during shutdown).
+_LIVE_ENVS: "weakref.WeakSet[FrankaTableEnv]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_renderers():
+    for env in list(_LIVE_ENVS):
+        try:
+            env.close()
+        except Exception:
+            pass
 
 
 @dataclasses.dataclass
@@ -58,13 +91,14 @@ class SimConfig:
     seed: int = 0  # RNG seed used by reset(seed=None) when no episode has been seeded yet
     # Rendering (fixed scene camera); render=False is the fast path.
     render: bool = False
+    render_depth: bool = True  # with render: also "depth_m" (a second render pass)
     image_width: int = 96
     image_height: int = 96
     camera: str = "front"  # front | shoulder | side
     fovy_deg: float = 55.0
     # Action processing.
-    workspace_low: Tuple[float, float, float] = (0.25, -0.35, 0.012)
-    workspace_high: Tuple[float, float, float] = (0.75, 0.35, 0.40)
+    workspace_low: Tuple[float, float, float] = (0.30, -0.30, 0.012)
+    workspace_high: Tuple[float, float, float] = (0.68, 0.30, 0.35)
     rotvec_low: Tuple[float, float, float] = (-0.5, -0.5, -1.6)
     rotvec_high: Tuple[float, float, float] = (0.5, 0.5, 1.6)
     max_step_translation: float = 0.05  # m per control step, relative to the current TCP
@@ -204,7 +238,6 @@ class FrankaTableEnv:
         self._cube_qadr = m.jnt_qposadr[m.joint("cube_free").id]
         self._cube_dadr = m.jnt_dofadr[m.joint("cube_free").id]
         self._cube_geom = m.geom("cube").id
-        self._pad_geoms = (m.geom("left_pad").id, m.geom("right_pad").id)
         self._finger_geoms = (
             {m.geom("left_pad").id, m.geom("left_finger").id},
             {m.geom("right_pad").id, m.geom("right_finger").id},
@@ -220,13 +253,15 @@ class FrankaTableEnv:
         self._substeps = cfg.physics_substeps
         self._renderer = None
         self._rng = np.random.default_rng(cfg.seed)
+        self._jacp = np.zeros((3, m.nv))
+        self._jacr = np.zeros((3, m.nv))
+        self._ik_damp = 1e-3 * np.eye(6)
         self._q_home = self._solve_home()
         self._q_target = self._q_home.copy()
         self._target_pose = np.zeros(7)
         self._steps = 0
         self._episode_seed: Optional[int] = None
         self._last_action = np.zeros(ACTION_DIM)
-        self._done = False
         self.reset(seed=cfg.seed)
 
     # ------------------------------------------------------------------ model
@@ -262,32 +297,40 @@ class FrankaTableEnv:
         return q
 
     # ------------------------------------------------------------------ IK
-    def _ik(self, pos, rot, q0, iters: int = 12, posture=None, tol: float = 2e-4) -> np.ndarray:
+    def _ik(self, pos, rot, q0, iters: int = 8, posture=None, tol: float = 5e-4) -> np.ndarray:
+        """Damped-least-squares IK for the TCP site, warm-started at ``q0``, with a null-space
+        pull toward ``posture`` (default: home). Runs on a scratch MjData (the sim is untouched)."""
         m, d = self.model, self._ik_data
         q = np.array(q0, dtype=np.float64)
         posture = self._q_home if posture is None else posture
-        jacp = np.zeros((3, m.nv))
-        jacr = np.zeros((3, m.nv))
-        lam2 = 1e-3
+        jacp, jacr = self._jacp, self._jacr
+        err = np.empty(6)
+        qt = np.empty(4)
+        qc = np.empty(4)
+        qe = np.empty(4)
+        mujoco.mju_mat2Quat(qt, np.ascontiguousarray(rot, dtype=np.float64).reshape(9))
         for _ in range(iters):
             d.qpos[self._arm_qadr] = q
             mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            p = d.site_xpos[self._tcp]
-            r = d.site_xmat[self._tcp].reshape(3, 3)
-            err_p = pos - p
-            err_r = mat_to_rotvec(rot @ r.T)
-            err = np.concatenate([err_p, err_r])
-            if np.linalg.norm(err_p) < tol and np.linalg.norm(err_r) < 5 * tol:
+            err[:3] = pos - d.site_xpos[self._tcp]
+            mujoco.mju_mat2Quat(qc, d.site_xmat[self._tcp])
+            mujoco.mju_negQuat(qe, qc)
+            mujoco.mju_mulQuat(qe, qt, qe)  # q_target * q_current^-1 (world-frame error)
+            if qe[0] < 0:
+                qe *= -1.0
+            mujoco.mju_quat2Vel(err[3:], qe, 1.0)
+            if err[0] ** 2 + err[1] ** 2 + err[2] ** 2 < tol * tol and \
+                    err[3] ** 2 + err[4] ** 2 + err[5] ** 2 < 16 * tol * tol:
                 break
+            mujoco.mj_comPos(m, d)
             mujoco.mj_jacSite(m, d, jacp, jacr, self._tcp)
-            jac = np.vstack([jacp[:, self._arm_dadr], jacr[:, self._arm_dadr]])
-            jjt = jac @ jac.T + lam2 * np.eye(6)
-            dq = jac.T @ np.linalg.solve(jjt, err)
+            jac = np.concatenate([jacp[:, self._arm_dadr], jacr[:, self._arm_dadr]])
+            sol = np.linalg.solve(jac @ jac.T + self._ik_damp, np.column_stack([err, jac]))
+            dq = jac.T @ sol[:, 0]
             # Null-space pull toward the posture (keeps the redundant joint well behaved).
-            jpinv = jac.T @ np.linalg.solve(jjt, np.eye(6))
-            dq += (np.eye(7) - jpinv @ jac) @ (0.2 * (posture - q))
-            n = np.linalg.norm(dq)
+            dp = 0.2 * (posture - q)
+            dq += dp - jac.T @ (sol[:, 1:] @ dp)
+            n = float(np.linalg.norm(dq))
             if n > 0.5:
                 dq *= 0.5 / n
             q = np.clip(q + dq, self._jnt_low + 1e-3, self._jnt_high - 1e-3)
@@ -341,7 +384,6 @@ class FrankaTableEnv:
         mujoco.mj_forward(m, d)
         self._q_target = self._q_home.copy()
         self._steps = 0
-        self._done = False
         self._last_action = self.home_action()
         return self._obs()
 
@@ -363,18 +405,28 @@ class FrankaTableEnv:
         delta = out[:3] - cur_p
         n = float(np.linalg.norm(delta))
         if n > self.cfg.max_step_translation:
-            out[:3] = cur_p + delta * (self.cfg.max_step_translation / n)
+            # The TCP can sit slightly outside the box (contacts, tracking): re-apply the box.
+            out[:3] = np.clip(cur_p + delta * (self.cfg.max_step_translation / n), self._ws_low, self._ws_high)
         cur_r = self.data.site_xmat[self._tcp].reshape(3, 3)
-        r_err = mat_to_rotvec(rotvec_to_mat(out[3:6]) @ cur_r.T)
-        ang = float(np.linalg.norm(r_err))
+        ang = float(np.linalg.norm(mat_to_rotvec(rotvec_to_mat(out[3:6]) @ cur_r.T)))
         if ang > self.cfg.max_step_rotation:
-            r_lim = rotvec_to_mat(r_err * (self.cfg.max_step_rotation / ang)) @ cur_r
-            out[3:6] = mat_to_rotvec(r_lim)
+            # Interpolate in rotation-vector space (stays inside the convex box; the geodesic step
+            # is max_step_rotation to first order), then re-apply the box.
+            cur_rv = mat_to_rotvec(cur_r)
+            out[3:6] = np.clip(cur_rv + (out[3:6] - cur_rv) * (self.cfg.max_step_rotation / ang),
+                               self._rv_low, self._rv_high)
         clamped = not np.allclose(out, a, atol=1e-7)
         return out, clamped
 
     def step(self, action):
-        m, d, cfg = self.model, self.data, self.cfg
+        """Apply one absolute TCP target (7,) for one control period.
+
+        Returns ``(obs, reward, terminated, truncated, info)``: reward 1.0 on success (sparse),
+        terminated on success or failure (``info["failure"]``: "object_off_table" /
+        "simulation_unstable"), truncated at ``max_episode_steps``. Raises
+        ``resrl.actions.InvalidActionError`` for a wrong shape or non-finite values.
+        """
+        m, d = self.model, self.data
         a, clamped = self.clamp_action(action)
         self._last_action = a
         q_prev = self._q_target
@@ -486,9 +538,10 @@ class FrankaTableEnv:
             "gripper_width": np.array([width], dtype=np.float32),
         }
         if self.cfg.render:
-            img, depth = self.render()
+            img, depth = self.render(depth=self.cfg.render_depth)
             obs["image"] = img
-            obs["depth_m"] = depth
+            if depth is not None:
+                obs["depth_m"] = depth
         return obs
 
     def _info(self, applied, clamped) -> Dict[str, Any]:
@@ -532,19 +585,25 @@ class FrankaTableEnv:
     def _ensure_renderer(self):
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, self.cfg.image_height, self.cfg.image_width)
+            _LIVE_ENVS.add(self)
         return self._renderer
 
-    def render(self) -> Tuple[np.ndarray, np.ndarray]:
-        """RGB uint8 (H, W, 3) and metric depth float32 (H, W) (z-depth along the optical axis, m)."""
+    def render(self, depth: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """RGB uint8 (H, W, 3) and metric depth float32 (H, W) from the scene camera.
+
+        Depth is z-depth along the optical axis in m (what an aligned RGB-D camera reports);
+        background pixels (no geometry) read the far plane (~100 m): treat > 20 m as invalid.
+        """
         r = self._ensure_renderer()
-        r.disable_depth_rendering()
         r.update_scene(self.data, camera=self._cam)
         img = r.render().copy()
+        if not depth:
+            return img, None
         r.enable_depth_rendering()
         r.update_scene(self.data, camera=self._cam)
-        depth = r.render().astype(np.float32)
+        dm = r.render().astype(np.float32)
         r.disable_depth_rendering()
-        return img, depth
+        return img, dm
 
     def camera_intrinsics(self) -> Dict[str, float]:
         """Pinhole intrinsics of the scene camera (ROS convention: pixel centres at integers)."""

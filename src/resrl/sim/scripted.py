@@ -12,11 +12,20 @@ observation at every call. It fails the last mile with consistent, observation-d
 * **stops short**: it places the cube ``place_short + place_short_per_m * (|target_xy| - 0.5)``
   short of the zone, radially toward the robot base.
 
-Internally the plan is ``ideal_plan(obs) + bias(obs)`` where ``bias`` depends only on the current
-observation (object pose, target pose, grasp state), so the residual a perfect learner would
-output is ``oracle_correction(obs) = -bias(obs)``; every component is bounded by
-``correction_bound`` (translation, per axis) and ``rotation_bound`` (yaw). ``ScriptedExpert``
-executes the VLA's chunks plus that correction (plus optional noise) and reports both actions.
+The VLA plans toward biased waypoints (true grasp / place point + ``bias(obs)``), where ``bias``
+depends only on the current observation (object pose, target pose, grasp state -> phase). Its
+"have I arrived?" decisions use tolerances wider than any bias (one-sided where the correction
+moves the TCP) and lateral moves up to ``approach_speed`` are single steps, so adding
+``oracle_correction(obs) = -bias(obs)`` to every executed action (chunks re-planned every step or
+executed open-loop) makes it hit the true waypoints: that is the residual a perfect learner
+would output. Every component is bounded by ``correction_bound`` (translation, per axis) and
+``rotation_bound`` (yaw); the gripper component is 0. ``ScriptedExpert`` executes the VLA's
+chunks plus that correction (plus optional noise) and reports both actions.
+
+Phases (``TaskPlanner.phase``): ``grasp`` (approach / descend / close / retry; grasp bias),
+``lift`` (grasped, rising straight up; no bias), ``place`` (pick_place: carry / lower / release /
+back off; place bias), ``done`` (pick_place: released near the believed place and backed off;
+waits above, no bias).
 """
 from __future__ import annotations
 
@@ -156,7 +165,7 @@ def _parse(obs: Mapping[str, np.ndarray]) -> _Obs:
     obj = np.asarray(obs["object_poses"], dtype=np.float64).reshape(-1)[:7]
     return _Obs(ee=st[:3].copy(), ee_yaw=_yaw_from_rotvec(st[3:6]), width=width, obj=obj,
                 obj_yaw=yaw_of_quat_xyzw(obj[3:7]),
-                target=np.asarray(obs["target_pose"], dtype=np.float64).reshape(-1)[:7])
+                target=np.asarray(obs.get("target_pose", np.zeros(7)), dtype=np.float64).reshape(-1)[:7])
 
 
 class _Traj:
@@ -307,7 +316,6 @@ class TaskPlanner:
     # -------------------------------------------------------------- plan
     def plan(self, o: _Obs, biased: bool) -> np.ndarray:
         c = self.cfg
-        h = self.h
         phase = self.phase(o)
         grip_now = 0.0 if o.width >= 0.92 * MAX_GRIPPER_WIDTH else 1.0
         tr = _Traj(o.ee, o.ee_yaw, grip_now, c.chunk_size, c.yaw_speed)
