@@ -24,6 +24,15 @@ command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || die "a C comp
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || die "a C++ compiler is required: apt-get install build-essential"
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || die "python3-venv is required: apt-get install python3.11-venv"
 
+# Headless MuJoCo rendering (MUJOCO_GL=osmesa) needs libOSMesa; install it when we can.
+if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q libosmesa6 >/dev/null 2>&1 || echo "resrl setup: warning: apt-get install libosmesa6 failed (sim rendering falls back to EGL)"
+  else
+    echo "resrl setup: warning: libosmesa6 missing (sudo apt-get install libosmesa6) for headless sim rendering"
+  fi
+fi
+
 # What a successful setup was made from: re-run pip/colcon only when these change.
 fingerprint() {
   cat "$ROOT/scripts/setup.sh" "$ROOT/requirements.txt" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
@@ -64,6 +73,7 @@ done
 export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 cd "$ROOT"
+mkdir -p "$WS"
 colcon --log-base "$WS/log" build --base-paths "$ROOT" --build-base "$WS/build" \
   --install-base "$WS/install" --symlink-install \
   --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" > "$WS/build.log" 2>&1 \

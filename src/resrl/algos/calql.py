@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from resrl.algos.common import (AgentBase, clamp_residual, expectile_loss, frozen,
-                                min_over_subset, q_and_v, soft_update)
+                                min_over_subset, q_and_v)
 from resrl.algos.intervention import bc_loss
 
 
@@ -120,7 +120,7 @@ class CalQL(AgentBase):
         cfg = self.cfg
         obs = b["obs"]
         res = self.actor(obs)
-        with frozen(self.critic):
+        with frozen(self.critic_params):
             q_pi = self.critic.q(obs, obs["base_action"] + res).min(dim=0).values
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
@@ -128,7 +128,7 @@ class CalQL(AgentBase):
                       "residual_abs": res.detach().abs().mean()}
 
     def after_critic_step(self) -> None:
-        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        self.polyak_critic(self.cfg.tau)
 
     def update(self, batches) -> dict[str, float]:
         """A critic step per batch, then one actor step on the last batch (after the warm-up)."""

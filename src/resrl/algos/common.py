@@ -115,6 +115,26 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         tb.copy_(sb)
 
 
+class Polyak:
+    """``soft_update`` with the parameter/buffer lists gathered once (saves ~1 ms per update
+    on a CPU learner, where walking the module tree costs as much as the lerp itself)."""
+
+    def __init__(self, target: nn.Module, source: nn.Module) -> None:
+        self.t_params, self.s_params = list(target.parameters()), list(source.parameters())
+        if len(self.t_params) != len(self.s_params):
+            raise ValueError("Polyak: target and source have different parameter lists")
+        self.t_bufs, self.s_bufs = list(target.buffers()), list(source.buffers())
+
+    @torch.no_grad()
+    def __call__(self, tau: float) -> None:
+        if tau >= 1.0:
+            torch._foreach_copy_(self.t_params, self.s_params)
+        else:
+            torch._foreach_lerp_(self.t_params, self.s_params, float(tau))
+        if self.t_bufs:
+            torch._foreach_copy_(self.t_bufs, self.s_bufs)
+
+
 def hard_update(target: nn.Module, source: nn.Module) -> None:
     soft_update(target, source, 1.0)
 
@@ -130,12 +150,14 @@ def make_target(module: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def frozen(module: nn.Module):
+def frozen(module: nn.Module | Sequence[Tensor]):
     """Temporarily stop gradients into ``module``'s parameters (input gradients still flow).
 
     Used for the actor loss -Q(s, base + actor(s)): gradients reach the actor through the
-    action, and the critic's weight gradients are not even computed."""
-    params = [p for p in module.parameters() if p.requires_grad]
+    action, and the critic's weight gradients are not even computed. Accepts a module or a
+    pre-gathered parameter list."""
+    params = module.parameters() if isinstance(module, nn.Module) else module
+    params = [p for p in params if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
@@ -369,6 +391,9 @@ class AgentBase:
             self.limit = self.limit.to(self.device)
         self.critic_updates = 0
         self.actor_updates = 0
+        self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+        self.polyak_critic = Polyak(self.critic_target, self.critic)
+        self.polyak_actor = Polyak(self.actor_target, self.actor) if self.actor_target is not None else None
 
     # -- one optimisation step (the losses are the subclasses' critic_loss / actor_loss) --
     def critic_loss(self, b: Mapping) -> tuple[Tensor, dict]:
@@ -428,9 +453,9 @@ class AgentBase:
 
     def sync_targets(self) -> None:
         """Hard-copy online networks into the targets (after an offline warm-up by another agent)."""
-        hard_update(self.critic_target, self.critic)
-        if self.actor_target is not None:
-            hard_update(self.actor_target, self.actor)
+        self.polyak_critic(1.0)
+        if self.polyak_actor is not None:
+            self.polyak_actor(1.0)
 
     def update(self, batches) -> dict[str, float]:
         raise NotImplementedError

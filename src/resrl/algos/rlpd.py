@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss,
-                                frozen, min_over_subset, q_and_v, soft_update)
+                                frozen, min_over_subset, q_and_v)
 from resrl.algos.intervention import bc_loss
 
 
@@ -85,7 +85,7 @@ class RLPD(AgentBase):
         cfg = self.cfg
         obs = b["obs"]
         res = self.actor(obs)
-        with frozen(self.critic):
+        with frozen(self.critic_params):
             q_pi = self.critic.q(obs, obs["base_action"] + res).mean(dim=0)  # REDQ: mean over heads
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
@@ -93,7 +93,7 @@ class RLPD(AgentBase):
                       "residual_abs": res.detach().abs().mean()}
 
     def after_critic_step(self) -> None:
-        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        self.polyak_critic(self.cfg.tau)
 
     def update(self, batches) -> dict[str, float]:
         """One env step's worth of learning: a critic step per batch (UTD = len(batches)), then one

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss,
-                                frozen, q_and_v, soft_update)
+                                frozen, q_and_v)
 from resrl.algos.intervention import bc_loss
 
 
@@ -80,7 +80,7 @@ class TD3(AgentBase):
         cfg = self.cfg
         obs = b["obs"]
         res = self.actor(obs)
-        with frozen(self.critic):
+        with frozen(self.critic_params):
             q1 = self.critic.q(obs, obs["base_action"] + res)[0]
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q1.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
@@ -88,7 +88,7 @@ class TD3(AgentBase):
                       "residual_abs": res.detach().abs().mean()}
 
     def after_actor_step(self) -> None:
-        soft_update(self.actor_target, self.actor, self.cfg.tau)
+        self.polyak_actor(self.cfg.tau)
 
     def update(self, batches) -> dict[str, float]:
         """A critic step per batch; every ``policy_delay``-th critic step (counted over the agent's
@@ -103,5 +103,5 @@ class TD3(AgentBase):
             if self.critic_updates % self.cfg.policy_delay == 0:
                 if self.critic_updates > self.cfg.critic_warmup_steps:
                     metrics.update(self.update_actor(b, prepared=True))
-                soft_update(self.critic_target, self.critic, self.cfg.tau)
+                self.polyak_critic(self.cfg.tau)
         return metrics
