@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -50,8 +51,13 @@ def ros_args(spec: NodeSpec, share: Path) -> List[str]:
         if not path.is_file():
             raise FileNotFoundError(f"{spec.name}: parameter file {path} does not exist")
         args += ["--params-file", str(path)]
-    for key, value in spec.overrides.items():
-        args += ["-p", f"{key}:={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    if spec.overrides:
+        # A node-scoped params file, last: `-p` overrides are "/**"-scoped and lose against the
+        # node-scoped entries of the YAML files above (launch_ros passes dicts the same way).
+        fd, path = tempfile.mkstemp(prefix=f"resrl-{spec.name}-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump({spec.name: {"ros__parameters": dict(spec.overrides)}}, f)
+        args += ["--params-file", path]
     for src, dst in spec.remappings:
         args += ["-r", f"{src}:={dst}"]
     return args

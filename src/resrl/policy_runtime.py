@@ -16,6 +16,7 @@ import torch
 from resrl.models import build_critic, build_residual
 from resrl.models.checkpoint import deserialize_into, serialize_state_dict
 from resrl.models.config import ModelConfig
+from resrl.models.encoders import fuse_for_inference
 
 OBS_KEYS = {"image": ("state", "base_action", "image", "depth"),
             "object": ("state", "base_action", "object_poses", "object_conf")}
@@ -54,7 +55,7 @@ class PolicyRuntime:
         torch.set_num_threads(max(1, threads))
         self.kind = kind
         self.cfg = cfg
-        self.module = self._build(cfg)
+        self.module = fuse_for_inference(self._build(cfg))
         self.version = 0
         self._lock = threading.Lock()
 
@@ -77,8 +78,9 @@ class PolicyRuntime:
             deserialize_into(fresh, bytes(payload), sha256 or None)
         except Exception as exc:
             raise WeightsError(f"{self.kind} weights v{version}: {exc}") from exc
+        fused = fuse_for_inference(fresh)   # conv+BN folded, channels_last: the control-loop copy
         with self._lock:
-            self.module, self.cfg, self.version = fresh.eval(), cfg, int(version)
+            self.module, self.cfg, self.version = fused, cfg, int(version)
 
     @torch.inference_mode()
     def residual(self, obs: Dict[str, np.ndarray]) -> np.ndarray:
@@ -94,8 +96,8 @@ class PolicyRuntime:
         with self._lock:
             module = self.module
         a_comb = a_vla if a_res is None else a_vla + a_res
-        batch = to_batch(obs, self.cfg.obs_mode, repeat=2)
-        actions = torch.from_numpy(np.stack([a_comb, a_vla]).astype(np.float32))
-        q = module.q(batch, actions).numpy()             # (E, 2)
-        v = float(module.v(to_batch(obs, self.cfg.obs_mode))[0])
-        return q[:, 0], q[:, 1], v
+        # One encoder pass: Q for both actions (N=2, B=1) and V.
+        actions = torch.from_numpy(np.stack([a_comb, a_vla]).astype(np.float32))[:, None]
+        q, v = module.q_and_v(to_batch(obs, self.cfg.obs_mode), actions)   # (E, 2, 1), (1,)
+        q = q[..., 0].numpy()
+        return q[:, 0], q[:, 1], float(v[0])

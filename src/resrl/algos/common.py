@@ -72,10 +72,6 @@ def concat_batches(batches: Sequence[Mapping]) -> dict:
     return out
 
 
-def batch_size_of(batch: Mapping) -> int:
-    return int(batch["reward"].shape[0])
-
-
 def mixed_sample(online, offline, batch_size: int, offline_ratio: float, *, rng: np.random.Generator) -> dict:
     """Default sampler (RLPD symmetric sampling): ``round(batch_size * offline_ratio)`` rows from
     ``offline`` and the rest from ``online`` via ``buffer.sample(n, rng) -> dict`` (the
@@ -363,11 +359,12 @@ def q_multi(critic: nn.Module, obs: Mapping[str, Tensor], actions: Tensor) -> Te
 
 
 class AgentBase:
-    """Networks, target critic, optimisers, counters, exploration and (de)serialisation.
+    """Networks, target networks, optimisers, counters, exploration and (de)serialisation.
 
-    Subclasses define ``update_critic(batch)``, ``update_actor(batch)`` and ``update(batches)``.
-    ``cfg`` must have: actor_lr, critic_lr, critic_weight_decay, explore_std, explore_clip,
-    augment_pad, residual_clip (see each algorithm's config)."""
+    An algorithm defines its whole loss in ``critic_loss(b)`` / ``actor_loss(b)`` (each returns
+    ``(loss, metrics)``), its target bookkeeping in ``after_critic_step`` / ``after_actor_step``,
+    and its schedule in ``update(batches)``. ``cfg`` must have: actor_lr, critic_lr,
+    critic_weight_decay, explore_std, explore_clip, augment_pad, residual_clip."""
 
     uses_target_actor = False
 

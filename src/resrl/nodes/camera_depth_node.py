@@ -29,19 +29,19 @@ class CameraDepthNode(Node):
         self.depth = make_depth_source(self.source_kind, p("depth.checkpoint_dir", "").value,
                                        p("depth.input_size", 224).value, p("depth.depth_scale", 0.001).value)
         skew_ns = int(p("max_skew_ms", 20.0).value * 1e6)
-        self.rgb_pub = self.create_publisher(Image, topics.OBS_RGB, qos.SENSOR)
-        self.depth_pub = self.create_publisher(Image, topics.OBS_DEPTH, qos.SENSOR)
+        self.rgb_pub = self.create_publisher(Image, topics.OBS_RGB, qos.sensor(self))
+        self.depth_pub = self.create_publisher(Image, topics.OBS_DEPTH, qos.sensor(self))
         self.last_latency_s = 0.0
         try:  # a real ROS 2 install has message_filters
             import message_filters
-            subs = [message_filters.Subscriber(self, Image, topics.COLOR_IMAGE, qos_profile=qos.SENSOR),
-                    message_filters.Subscriber(self, Image, topics.DEPTH_IMAGE, qos_profile=qos.SENSOR)]
+            subs = [message_filters.Subscriber(self, Image, topics.COLOR_IMAGE, qos_profile=qos.sensor(self)),
+                    message_filters.Subscriber(self, Image, topics.DEPTH_IMAGE, qos_profile=qos.sensor(self))]
             self.sync = message_filters.ApproximateTimeSynchronizer(subs, 10, skew_ns / 1e9)
             self.sync.registerCallback(self._on_pair)
         except ImportError:
             self.pairs = ObservationAssembler(["color", "depth"], max_skew_ns=skew_ns, history=8)
-            self.create_subscription(Image, topics.COLOR_IMAGE, lambda m: self._on_part("color", m), qos.SENSOR)
-            self.create_subscription(Image, topics.DEPTH_IMAGE, lambda m: self._on_part("depth", m), qos.SENSOR)
+            self.create_subscription(Image, topics.COLOR_IMAGE, lambda m: self._on_part("color", m), qos.sensor(self))
+            self.create_subscription(Image, topics.DEPTH_IMAGE, lambda m: self._on_part("depth", m), qos.sensor(self))
             self.done_ns = -1
 
     def _on_part(self, part: str, msg: Image):

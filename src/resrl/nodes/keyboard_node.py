@@ -36,8 +36,8 @@ class KeyboardNode(Node):
         self.teleop = KeyboardTeleop(self.cfg)
         self.event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
         self.intervention_pub = self.create_publisher(Intervention, topics.INTERVENTION, qos.EVENTS)
-        self.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.SENSOR)
-        self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
+        self.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.sensor(self))
+        self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.sensor(self))
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         # Re-send the intervention at 10 Hz so the arbiter's staleness check keeps it alive.
         wall_timer(self, 0.1, self._publish_intervention)

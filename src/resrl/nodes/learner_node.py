@@ -8,6 +8,7 @@ evaluation block or the step budget, writing metrics, plots and the final checkp
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -17,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 import rclpy
+import torch
 from rclpy.node import Node
 
 from resrl import topics
@@ -67,10 +69,11 @@ class LearnerNode(Node):
         n_step = p("replay.n_step", 1).value
         self.updates_per_step = p("updates_per_step", 1).value
         self.startup_wait_s = p("startup_wait_s", 3.0).value
+        self.terminal_wait_s = p("terminal_wait_s", 5.0).value
+        self.terminal_wall = 0.0
         self.model_cfg = declare_dataclass(self, ModelConfig, "model")
         self.model_cfg.obs_mode = self.obs_mode
         self.session_cfg = declare_dataclass(self, SessionConfig, "session_plan")
-        algo = p("learner.algo", "rlpd").value
         self.train_enabled = self.arbiter_mode != "base_only" and p("learner.enabled", True).value
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -81,24 +84,27 @@ class LearnerNode(Node):
             learner_cfg, algo_cfgs = load_configs(learner_yaml or self._share("config/learner.yaml"))
         except (ConfigError, FileNotFoundError) as exc:
             raise SystemExit(f"learner config: {exc}")
-        import dataclasses
-        learner_cfg = dataclasses.replace(learner_cfg, algo=algo, seed=seed)
-        warmup = p("learner.warmup_steps", -1).value   # -1: as in learner.yaml
-        if warmup >= 0:
-            learner_cfg = dataclasses.replace(learner_cfg, warmup_steps=warmup)
+        # Every `learner:` field is a ROS parameter whose default is the YAML value.
+        learner_cfg = dataclasses.replace(
+            learner_cfg, seed=seed, **{f.name: p(f"learner.{f.name}", getattr(learner_cfg, f.name)).value
+                                       for f in dataclasses.fields(learner_cfg) if f.name != "seed"})
+        algo = learner_cfg.algo
+        torch.set_num_threads(max(1, p("torch_threads", 1).value))   # 2 cores shared with 7 nodes
         self.learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
         self.plan = SessionPlan(self.session_cfg, seed)
         self.lock = threading.RLock()
         self.recorder: Optional[EpisodeRecorder] = None
         self.episode = {"id": 0, "kind": "train", "seed": 0, "t0": time.monotonic(), "gates": []}
         self.credits = 0
+        self.warmup_s = 0.0
         self.metrics_log = []
         self.published_version = 0
         self.gate_traces = {}
         self.state = "idle" if self.session_mode == "auto" else "manual"
 
         self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
-                                         self.model_cfg.conf_threshold, int(p("max_skew_ms", 0.0).value * 1e6))
+                                         self.model_cfg.conf_threshold, int(p("max_skew_ms", 0.0).value * 1e6),
+                                         on_part=lambda stamp: self._pump())
         self.create_subscription(CommandedAction, topics.COMMAND, self._on_command, qos.CONTROL)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         self.create_subscription(GateState, topics.GATE_STATE, self._on_gate, qos.CONTROL)
@@ -140,6 +146,7 @@ class LearnerNode(Node):
                 success, truncated = TERMINAL[msg.event]
                 self.recorder.set_terminal(Terminal(stamp_to_ns(msg.header.stamp), success,
                                                     float(msg.reward), truncated))
+                self.terminal_wall = time.monotonic()
             elif msg.event == EpisodeEvent.RESET and self.recorder is not None and self.recorder.terminal is None:
                 self.recorder.abort()
         self._pump()
@@ -185,6 +192,11 @@ class LearnerNode(Node):
     def _train_loop(self):
         while not self._stop.is_set():
             with self.lock:
+                warmup = self.plan.needs_warmup()
+            if warmup:
+                self._warmup()
+                continue
+            with self.lock:
                 work = self.credits > 0 and self.train_enabled and self.plan.warmup_done
                 if work:
                     self.credits -= 1
@@ -212,14 +224,20 @@ class LearnerNode(Node):
         self.published_version = version
 
     def _warmup(self):
+        """Cal-QL on the demos, in slices so a shutdown request is honoured within a second."""
         steps = self.learner.config.warmup_steps
         self.get_logger().info(f"Cal-QL warm-up: {steps} updates on {len(self.offline)} demo transitions")
-        t0 = time.monotonic()
-        metrics = self.learner.warmup(self.offline)
-        self.get_logger().info(f"warm-up done in {time.monotonic() - t0:.1f}s: "
+        t0, done, metrics = time.monotonic(), 0, {}
+        while done < steps and not self._stop.is_set():
+            n = min(100, steps - done)
+            metrics = self.learner.warmup(self.offline, steps=n) or metrics
+            done += n
+        self.warmup_s = time.monotonic() - t0
+        self.get_logger().info(f"warm-up: {done} updates in {self.warmup_s:.1f}s; "
                                + ", ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:6]))
-        self.plan.warmup_done = True
-        self._publish_weights()
+        with self.lock:
+            self.plan.warmup_done = True
+            self._publish_weights()
 
     # --- episodes -----------------------------------------------------------------------------
     def _episode_done(self, rec: EpisodeRecorder):
@@ -245,17 +263,25 @@ class LearnerNode(Node):
     def _tick(self):
         with self.lock:
             if self.state == "manual":
-                if self.plan.needs_warmup() or (not self.plan.warmup_done and len(self.offline) > 0
-                                                and self.plan.cfg.num_demos == 0):
-                    self._warmup()
                 self._publish_weights_if_idle()
                 return
+            rec = self.recorder
+            if (self.state == "running" and rec is not None and rec.terminal is not None and not rec.finished
+                    and time.monotonic() - self.terminal_wall > self.terminal_wait_s):
+                # The terminal observation never completed (a lost message): drop the episode rather
+                # than store a transition with a wrong next observation, and go on.
+                self.get_logger().error(
+                    f"episode {self.episode['id']}: terminal observation (stamp {rec.terminal.stamp_ns}) incomplete "
+                    f"after {self.terminal_wait_s}s, missing {self.obs.assembler.missing(rec.terminal.stamp_ns)}; "
+                    f"{len(rec.queue)} commands unstored; episode aborted")
+                rec.abort()
+                self.state = "finishing"
             if self.state == "finishing" and self.credits == 0:
                 self._publish_weights()
                 self.state = "idle"
             if self.state == "idle":
-                if self.plan.needs_warmup():
-                    self._warmup()
+                if not self.plan.warmup_done and self.plan.demos_recorded >= self.plan.cfg.num_demos:
+                    return   # the trainer thread is warming up on the demos
                 nxt = self.plan.next_episode()
                 if nxt is None:
                     self.state = "done"
@@ -291,7 +317,7 @@ class LearnerNode(Node):
                 "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
                 "arbiter_mode": self.arbiter_mode, "obs_mode": self.obs_mode, "algo": self.learner.config.algo,
                 "policy_version": self.learner.policy_version, "updates": self.learner.num_updates,
-                "warmup_updates": self.learner.num_warmup_updates, "wall_s": time.monotonic() - self.t_start,
+                "warmup_updates": self.learner.num_warmup_updates, "warmup_s": self.warmup_s, "wall_s": time.monotonic() - self.t_start,
                 "gate_traces": self.gate_traces}
         tmp = self.run_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(data, indent=1))

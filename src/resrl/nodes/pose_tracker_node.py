@@ -25,8 +25,8 @@ class PoseTrackerNode(Node):
         self.input_topic = self.declare_parameter("tracker.input_topic", topics.OBJECT_POSES_GT).value
         cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
         self.tracker = SimulatedTracker(cfg, self.declare_parameter("seed", 0).value + 11)
-        self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.SENSOR)
-        self.create_subscription(TrackedObjects, self.input_topic, self._on_objects, qos.SENSOR)
+        self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.sensor(self))
+        self.create_subscription(TrackedObjects, self.input_topic, self._on_objects, qos.sensor(self))
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
 
     def _on_event(self, msg: EpisodeEvent):

@@ -70,14 +70,14 @@ class SimRobotNode(Node):
         self.published_at = 0.0
         self.publish_due = None
 
-        self.js_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
-        self.pose_pub = self.create_publisher(PoseStamped, topics.EE_POSE, qos.SENSOR)
-        self.grip_pub = self.create_publisher(JointState, topics.GRIPPER_STATE, qos.SENSOR)
-        self.color_pub = self.create_publisher(Image, topics.COLOR_IMAGE, qos.SENSOR)
-        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, qos.SENSOR)
-        self.color_info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, qos.SENSOR)
-        self.depth_info_pub = self.create_publisher(CameraInfo, topics.DEPTH_INFO, qos.SENSOR)
-        self.gt_pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES_GT, qos.SENSOR)
+        self.js_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.sensor(self))
+        self.pose_pub = self.create_publisher(PoseStamped, topics.EE_POSE, qos.sensor(self))
+        self.grip_pub = self.create_publisher(JointState, topics.GRIPPER_STATE, qos.sensor(self))
+        self.color_pub = self.create_publisher(Image, topics.COLOR_IMAGE, qos.sensor(self))
+        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, qos.sensor(self))
+        self.color_info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, qos.sensor(self))
+        self.depth_info_pub = self.create_publisher(CameraInfo, topics.DEPTH_INFO, qos.sensor(self))
+        self.gt_pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES_GT, qos.sensor(self))
         self.task_pub = self.create_publisher(String, topics.TASK_INFO, qos.CONTROL)
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, 10)
         self.event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
@@ -157,6 +157,10 @@ class SimRobotNode(Node):
                 grip = self.gripper_cmd[max(self.gripper_cmd)] if self.gripper_cmd else 0.0
                 self._step(self._action_from_command(pose_vec, grip))
             elif self.lockstep and self.active and now - self.published_at > self.timeout_s:
+                target = self.target[0] if self.target else None
+                self.get_logger().warning(
+                    f"no command for step {self.t} (stamp {self.stamp_ns}) in {self.timeout_s}s: last target "
+                    f"stamp {target}, gripper stamps {sorted(self.gripper_cmd)[-3:]}; re-sending observation")
                 self._publish_obs()   # a lost message must not stall the loop: re-send observation t
 
     # --- episodes -----------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class VGMArbiterNode(Node):
         self.last_step = -1
         self.pending: Optional[Tuple[int, float]] = None   # (stamp_ns, first seen wall time)
         self.last_command = None                             # (sent wall time, target msg, gripper msg)
+        self.terminal_ns = -1                                # stamp of the last terminal observation
 
         self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
                                          self.model_cfg.conf_threshold,
@@ -110,6 +111,10 @@ class VGMArbiterNode(Node):
                 self.chunks.start_episode(msg.episode_id)
             elif msg.event in TERMINAL_EVENTS or msg.event == EpisodeEvent.RESET:
                 self.vgm.reset()
+                # The terminal observation needs no command: stop waiting for its inputs.
+                self.terminal_ns = max(self.terminal_ns, stamp_to_ns(msg.header.stamp))
+                if self.pending is not None and self.pending[0] <= self.terminal_ns:
+                    self.pending = None
 
     def _on_weights(self, msg: PolicyWeights):
         if msg.model != "critic":
@@ -133,7 +138,9 @@ class VGMArbiterNode(Node):
     def _on_part(self, stamp_ns: int):
         with self.lock:
             step = stamp_ns // self.period_ns
-            if step > self.last_step and (self.pending is None or stamp_ns > self.pending[0]):
+            if stamp_ns <= self.terminal_ns:
+                pass
+            elif step > self.last_step and (self.pending is None or stamp_ns > self.pending[0]):
                 self.pending = (stamp_ns, time.monotonic())
             elif step == self.last_step and self.last_command is not None:
                 # The robot re-sent observation t: our command for t was lost. Send it again.
@@ -145,6 +152,14 @@ class VGMArbiterNode(Node):
 
     def _on_timer(self):
         self._try_decide()
+        with self.lock:
+            if self.pending is not None and time.monotonic() - self.pending[1] > 1.0:
+                stamp_ns = self.pending[0]
+                step = stamp_ns // self.period_ns
+                self.get_logger().warning(
+                    f"step {step}: waiting >1s (episode {self.episode_id} {self.episode_kind}; missing obs parts "
+                    f"{self.obs.assembler.missing(stamp_ns)}; chunk {self.chunks.action_at(step)[1].status}; "
+                    f"residual {'yes' if step in self.residuals else 'no'})", throttle_duration_sec=1.0)
 
     # --- one control step -------------------------------------------------------------------
     def _try_decide(self):
@@ -177,11 +192,16 @@ class VGMArbiterNode(Node):
     def _active_intervention(self, stamp_ns: int) -> Optional[np.ndarray]:
         if self.intervention is None:
             return None
-        received, msg = self.intervention
-        if not msg.active or time.monotonic() - received > self.intervention_timeout_s:
+        _, msg = self.intervention
+        if not msg.active:
             return None
-        if self.episode_kind == "demo" and stamp_to_ns(msg.header.stamp) != stamp_ns:
-            return None   # a scripted/recorded demonstrator answers each observation exactly
+        # Staleness on the message clock (sim time in lockstep, where wall time says nothing).
+        age_ns = stamp_ns - stamp_to_ns(msg.header.stamp)
+        if self.episode_kind == "demo":
+            if age_ns != 0:
+                return None   # a scripted/recorded demonstrator answers each observation exactly
+        elif age_ns > self.intervention_timeout_s * 1e9:
+            return None
         try:
             return as_action(msg.action, name="intervention action")
         except InvalidActionError as exc:

@@ -48,8 +48,8 @@ class VLAChunkNode(Node):
         self.task_info = {}
         self.pending_pose = None
         self.pub = self.create_publisher(ActionChunk, topics.VLA_CHUNK, qos.CONTROL)
-        self.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.SENSOR)
-        self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
+        self.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.sensor(self))
+        self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.sensor(self))
         self.create_subscription(String, topics.TASK_INFO, self._on_task_info, qos.CONTROL)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
 

@@ -10,3 +10,14 @@ EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=H
 # Latest weights are latched so a node that (re)starts late still gets them.
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+
+RELIABLE_SENSOR = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+
+def sensor(node) -> QoSProfile:
+    """Sensor-stream QoS for this node: best effort like the real drivers, or reliable when the
+    node's ``reliable_sensors`` parameter is set (lockstep simulation: a dropped observation part
+    would stall the loop until the robot re-sends it)."""
+    if not node.has_parameter("reliable_sensors"):
+        node.declare_parameter("reliable_sensors", False)
+    return RELIABLE_SENSOR if node.get_parameter("reliable_sensors").value else SENSOR
