@@ -12,6 +12,7 @@ from typing import Deque, List, Optional, Tuple
 class SessionConfig:
     num_demos: int = 20                 # scripted/teleop demonstrations recorded first
     eval_episodes: int = 20             # an evaluation block; the goal is all of them succeeding
+    stop_eval_on_failure: bool = True   # end a block at its first failure (it cannot reach N/N)
     eval_every: int = 20                # train episodes between evaluation blocks ...
     eval_trigger_streak: int = 10       # ... or sooner, after this many train successes in a row
     max_env_steps: int = 20000          # online step budget (train + eval; demos excluded)
@@ -89,8 +90,11 @@ class SessionPlan:
         elif rec.kind == "eval":
             self._eval_left -= 1
             self._eval_successes += int(rec.success)
+            attempted = self.cfg.eval_episodes - self._eval_left
+            if not rec.success and self.cfg.stop_eval_on_failure:
+                self._eval_left = 0   # the block can no longer be all successes: back to training
             if self._eval_left == 0:
-                self.eval_results.append((self.env_steps, self._eval_successes, self.cfg.eval_episodes))
+                self.eval_results.append((self.env_steps, self._eval_successes, attempted))
                 if self._eval_successes == self.cfg.eval_episodes:
                     self.finished_reason = f"{self.cfg.eval_episodes}/{self.cfg.eval_episodes} evaluation successes"
 

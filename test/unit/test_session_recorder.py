@@ -115,3 +115,20 @@ def test_keyboard_teleop_events_and_takeover():
     np.testing.assert_allclose(kb.teleop_action(), [0.51, 0.0, 0.21, 0, 0, 0, 1.0], atol=1e-6)
     kb.press("i")
     assert kb.teleop_action().size == 0
+
+
+def test_evaluation_block_stops_at_first_failure():
+    plan = SessionPlan(SessionConfig(num_demos=0, eval_episodes=5, eval_every=1, eval_trigger_streak=100))
+    outcomes = {"train": True, "eval": False}
+    seq = []
+    for _ in range(4):
+        kind, seed = plan.next_episode()
+        seq.append(kind)
+        plan.record(EpisodeRecord(len(plan.records), kind, seed, 10, outcomes[kind], 0))
+    assert seq == ["train", "eval", "train", "eval"]
+    assert plan.eval_results == [(20, 0, 1), (40, 0, 1)]
+    full = SessionPlan(SessionConfig(num_demos=0, eval_episodes=3, eval_every=1, stop_eval_on_failure=False))
+    for _ in range(4):
+        kind, seed = full.next_episode()
+        full.record(EpisodeRecord(len(full.records), kind, seed, 10, kind == "train", 0))
+    assert full.eval_results == [(40, 0, 3)]

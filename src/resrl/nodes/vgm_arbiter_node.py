@@ -106,6 +106,7 @@ class VGMArbiterNode(Node):
             if msg.event == EpisodeEvent.START and msg.episode_id != self.episode_id:
                 self.episode_id = msg.episode_id
                 self.episode_kind = msg.note or "train"
+                self.intervention = None   # a takeover never carries over into a new episode
                 self.vgm.reset()
                 self.safety.reset()
                 self.chunks.start_episode(msg.episode_id)
@@ -229,15 +230,18 @@ class VGMArbiterNode(Node):
                 candidate = compose(a_vla, a_res, report)
             except InvalidActionError as exc:
                 candidate, hold_reason = None, str(exc)
+        limits = ()
         if candidate is None:
             decision_action, held = self.safety.hold_action(state), True
         else:
             decision = self.safety.filter(candidate, state, 0.0)
             decision_action, held, hold_reason = decision.action, decision.hold, decision.reason
-        self._publish(stamp, step, state, decision_action, a_vla, a_res, report, human is not None,
-                      held, hold_reason, info.chunk_id, version)
+            limits = decision.limits_hit
+        self._publish(stamp, step, state, decision_action, candidate, limits, a_vla, a_res, report,
+                      human is not None, held, hold_reason, info.chunk_id, version)
 
-    def _publish(self, stamp, step, state, action, a_vla, a_res, report, human, held, reason, chunk_id, version):
+    def _publish(self, stamp, step, state, action, composed, limits, a_vla, a_res, report, human, held, reason,
+                 chunk_id, version):
         target = action_to_pose_stamped(action, stamp, self.frame_id)
         grip = JointState(name=["gripper"], position=[float(action[GRIPPER][0])])
         grip.header.stamp = stamp
@@ -247,6 +251,8 @@ class VGMArbiterNode(Node):
         zeros = np.zeros_like(action)
         base = a_vla if a_vla is not None else state
         cmd = CommandedAction(step=int(step), episode_id=self.episode_id, action=action.tolist(),
+                              composed_action=(composed if composed is not None else action).tolist(),
+                              limits_hit=list(limits),
                               base_action=np.asarray(base, dtype=np.float32).tolist(),
                               residual_action=(a_res if a_res is not None else zeros).tolist(),
                               lambda_per_dim=report.lambda_per_dim.tolist(), intervention=human, held=held,
