@@ -16,7 +16,7 @@ from resrl.configs import ConfigError  # noqa: E402
 from resrl.sim import (JOINT_NAMES, FrankaTableEnv, ScriptedExpert, ScriptedVLA, SimConfig,  # noqa: E402
                        check_success, load_task_config, metric_to_relative_depth, oracle_correction,
                        run_episode, sensor_depth_to_uint16_mm)
-from resrl.sim.depth import uint16_mm_to_metric  # noqa: E402
+from resrl.perception.depth import uint16_mm_to_metric  # noqa: E402
 from resrl.sim.scripted import ChunkRunner  # noqa: E402
 
 TASKS = ("pick_lift", "pick_place")

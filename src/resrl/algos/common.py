@@ -77,18 +77,9 @@ def mixed_sample(online, offline, batch_size: int, offline_ratio: float, *, rng:
     ``offline`` and the rest from ``online`` via ``buffer.sample(n, rng) -> dict`` (the
     ``resrl.replay.ReplayBuffer`` API). An empty/None buffer contributes nothing and the other
     fills the whole batch. Rows: online first, then offline."""
-    if not 0.0 <= offline_ratio <= 1.0:
-        raise ValueError(f"offline_ratio must be in [0, 1], got {offline_ratio}")
-    n_on_avail = 0 if online is None else len(online)
-    n_off_avail = 0 if offline is None else len(offline)
-    if n_on_avail == 0 and n_off_avail == 0:
-        raise ValueError("mixed_sample: both buffers are empty")
-    n_off = int(round(batch_size * offline_ratio))
-    if n_off_avail == 0:
-        n_off = 0
-    elif n_on_avail == 0:
-        n_off = batch_size
-    parts = [buf.sample(n, rng) for buf, n in ((online, batch_size - n_off), (offline, n_off)) if n > 0]
+    from resrl.replay.sampling import split_counts
+    n_on, n_off = split_counts(online, offline, batch_size, offline_ratio)
+    parts = [buf.sample(n, rng) for buf, n in ((online, n_on), (offline, n_off)) if n > 0]
     return concat_batches(parts)
 
 

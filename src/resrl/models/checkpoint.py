@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from resrl.fileio import fsync_dir
+
 FORMAT_NAME = "resrl.checkpoint"
 FORMAT_VERSION = 1
 StateDict = dict[str, Tensor]
@@ -46,14 +48,6 @@ def _plain_numbers(extra: Mapping[str, Any] | None) -> dict[str, int | float | b
     if bad:
         raise TypeError(f"checkpoint extra must map str -> int/float/bool; bad entries: {bad}")
     return extra
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], cfg: Any, version: int,
@@ -85,7 +79,7 @@ def save_checkpoint(path: str | Path, modules: Mapping[str, nn.Module], cfg: Any
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _is_state_dict(obj: Any) -> bool:

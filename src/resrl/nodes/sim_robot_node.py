@@ -27,7 +27,7 @@ from std_msgs.msg import String
 from resrl import topics
 from resrl.geometry import quat_to_rotvec
 from resrl.msg import EpisodeEvent, Intervention, TrackedObjectPose, TrackedObjects
-from resrl.perception.depth import metric_to_uint16_mm
+from resrl.perception.depth import sensor_depth_to_uint16_mm
 from resrl.ros import qos
 from resrl.ros.convert import camera_info, ns_to_stamp, numpy_to_image, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
@@ -213,7 +213,7 @@ class SimRobotNode(Node):
             intr = self.env.camera_intrinsics()
             for pub, info_pub, img, enc in ((self.color_pub, self.color_info_pub, obs["image"], "rgb8"),
                                             (self.depth_pub, self.depth_info_pub,
-                                             metric_to_uint16_mm(obs["depth_m"]), "16UC1")):
+                                             sensor_depth_to_uint16_mm(obs["depth_m"]), "16UC1")):
                 pub.publish(numpy_to_image(img, enc, stamp, self.camera_frame))
                 info_pub.publish(camera_info(intr["width"], intr["height"], intr["fx"], intr["fy"],
                                              intr["cx"], intr["cy"], stamp, self.camera_frame))

@@ -14,31 +14,54 @@ from typing import Optional
 import numpy as np
 
 
+def valid_depth_mask(depth_m, min_depth: float = 1e-3, max_depth: float = float("inf")) -> np.ndarray:
+    d = np.asarray(depth_m, dtype=np.float64)
+    return np.isfinite(d) & (d > min_depth) & (d < max_depth)
+
+
 def normalise_inverse(inv: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Inverse depth -> uint8 in 0..255 over the valid pixels of this frame (invalid -> 0)."""
+    """Inverse depth -> uint8 over the valid pixels of this frame: nearest 255, farthest 0,
+    invalid 0; a frame whose valid pixels share one depth is 255 there."""
     out = np.zeros(inv.shape, dtype=np.uint8)
     if not valid.any():
         return out
     lo, hi = float(inv[valid].min()), float(inv[valid].max())
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    out[valid] = np.clip((inv[valid] - lo) * scale, 0, 255).astype(np.uint8) if scale else 255
+    if hi - lo <= 1e-12:
+        out[valid] = 255
+        return out
+    out[valid] = np.clip(np.rint((inv[valid] - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
     return out
 
 
-def relative_from_metric(depth: np.ndarray, depth_scale: float = 1.0,
-                         min_depth_m: float = 0.05, max_depth_m: float = 5.0) -> np.ndarray:
-    """Metric depth (``depth * depth_scale`` metres; 0 / NaN = invalid) -> relative uint8 depth."""
-    d = np.asarray(depth, dtype=np.float32) * depth_scale
-    valid = np.isfinite(d) & (d >= min_depth_m) & (d <= max_depth_m)
+def metric_to_relative_depth(depth_m, min_depth: float = 1e-3, max_depth: float = 20.0) -> np.ndarray:
+    """Metric depth (H, W) in m -> relative depth uint8 (H, W): inverse depth normalised per frame.
+
+    Non-finite, <= ``min_depth`` or >= ``max_depth`` pixels (no return, background at the far
+    plane) are invalid and map to 0 (the far end).
+    """
+    d = np.asarray(depth_m, dtype=np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {d.shape}")
+    valid = valid_depth_mask(d, min_depth, max_depth)
     inv = np.zeros_like(d)
     inv[valid] = 1.0 / d[valid]
     return normalise_inverse(inv, valid)
 
 
-def metric_to_uint16_mm(depth_m: np.ndarray) -> np.ndarray:
-    """Metres -> RealSense-style 16UC1 millimetres (invalid -> 0)."""
-    d = np.nan_to_num(np.asarray(depth_m, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(np.round(d * 1000.0), 0, 65535).astype(np.uint16)
+def sensor_depth_to_uint16_mm(depth_m, max_depth: float = 10.0, min_depth: float = 1e-3) -> np.ndarray:
+    """Metric depth (H, W) in m -> RealSense-style uint16 millimetres (16UC1), 0 where invalid."""
+    d = np.asarray(depth_m, dtype=np.float64)
+    valid = valid_depth_mask(d, min_depth, max_depth)
+    mm = np.zeros(d.shape, dtype=np.uint16)
+    mm[valid] = np.clip(np.rint(d[valid] * 1000.0), 1, 65535).astype(np.uint16)
+    return mm
+
+
+def uint16_mm_to_metric(depth_mm) -> np.ndarray:
+    """Inverse of ``sensor_depth_to_uint16_mm``: float32 metres, NaN where 0 (no data)."""
+    d = np.asarray(depth_mm).astype(np.float32) / 1000.0
+    d[np.asarray(depth_mm) == 0] = np.nan
+    return d
 
 
 def resize_nearest(img: np.ndarray, size: int) -> np.ndarray:
@@ -70,7 +93,7 @@ class SensorRelativeDepth:
     def __call__(self, rgb: np.ndarray, depth: Optional[np.ndarray]) -> np.ndarray:
         if depth is None:
             raise ValueError("sensor relative depth needs a depth image")
-        return relative_from_metric(depth, self.depth_scale)
+        return metric_to_relative_depth(np.asarray(depth, dtype=np.float64) * self.depth_scale)
 
 
 class DepthAnythingV2:

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from resrl.actions import ACTION_DIM
+from resrl.fileio import fsync_dir
 
 FORMAT_VERSION = 1
 MAGIC = b"RESRLRB\n"
@@ -110,14 +111,6 @@ def _record_header(rtype: int, payload: bytes) -> bytes:
     return _REC.pack(rtype, len(payload), zlib.crc32(payload, zlib.crc32(head)))
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class EpisodeWriter:
     """Creates one episode file and appends its records; each call is fsynced when it returns."""
 
@@ -133,7 +126,7 @@ class EpisodeWriter:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
     def append(self, rtype: int, payload: bytes) -> None:
         # Raw fd opened per record: nothing buffered in userspace, no handle outlives the call.

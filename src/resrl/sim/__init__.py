@@ -3,7 +3,7 @@ pick_place tasks, a scripted VLA stand-in with last-mile biases, its oracle corr
 scripted expert, and depth helpers. Importing this package needs ``mujoco``; rendering needs an
 OpenGL backend (``MUJOCO_GL=osmesa`` headless, or ``egl``).
 """
-from resrl.sim.depth import metric_to_relative_depth, sensor_depth_to_uint16_mm
+from resrl.perception.depth import metric_to_relative_depth, sensor_depth_to_uint16_mm
 from resrl.sim.franka_env import JOINT_NAMES, TASKS, FrankaTableEnv, SimConfig, check_success
 from resrl.sim.scripted import (ChunkRunner, ExpertConfig, ExpertStep, ScriptedExpert, ScriptedVLA,
                                 ScriptedVLAConfig, TaskConfig, load_task_config, oracle_correction, run_episode,
