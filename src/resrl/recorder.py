@@ -26,6 +26,7 @@ class Command:
     residual: np.ndarray
     lambda_: float
     intervention: bool
+    composed: Optional[np.ndarray] = None   # pre-safety-filter action (the human's intent on takeovers)
 
 
 @dataclass
@@ -64,7 +65,10 @@ class EpisodeRecorder:
             self.terminal = terminal
 
     def _store_step(self, cmd: Command, next_obs: dict, reward: float, done: bool, truncated: bool) -> None:
-        residual = cmd.action - cmd.base_action if cmd.intervention else cmd.residual
+        # A takeover teaches the residual the human's intent, a_human - a_VLA, measured before the
+        # safety filter clamped it to the per-step motion limit.
+        human = cmd.composed if cmd.composed is not None else cmd.action
+        residual = human - cmd.base_action if cmd.intervention else cmd.residual
         args = (cmd.action, residual, cmd.lambda_, reward, next_obs)
         kwargs = dict(done=done, truncated=truncated, intervention=cmd.intervention)
         for buf in self.buffers:

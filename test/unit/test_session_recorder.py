@@ -60,6 +60,20 @@ def test_recorder_builds_transitions_in_any_arrival_order():
     assert ep.done[-1] and not ep.done[0]
 
 
+def test_intervention_target_uses_the_human_intent_before_clamping():
+    online = ReplayBuffer(SPEC, 100)
+    rec = EpisodeRecorder("demo", [online], lambda stamp, base: _obs(stamp, base))
+    cmd = _cmd(1, intervention=True)
+    cmd.composed = cmd.base_action + 0.02            # the teleoperator's target
+    cmd.action = cmd.base_action + 0.01              # what the safety filter let through
+    rec.add_command(cmd)
+    rec.set_terminal(Terminal(200, success=True, reward=1.0, truncated=False))
+    assert rec.pump()
+    ep = next(online.episodes())
+    np.testing.assert_allclose(ep.residual[0], np.full(7, 0.02), atol=1e-6)
+    np.testing.assert_allclose(ep.action[0], cmd.action, atol=1e-6)   # the critic sees what was executed
+
+
 def test_intervention_residual_target_and_copy_to_offline():
     online, offline = ReplayBuffer(SPEC, 1000), ReplayBuffer(SPEC, 1000)
     rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))

@@ -160,7 +160,8 @@ class LearnerNode(Node):
                 action=np.asarray(msg.action, np.float32), base_action=np.asarray(msg.base_action, np.float32),
                 residual=np.asarray(msg.residual_action, np.float32),
                 lambda_=float(np.mean(msg.lambda_per_dim)) if len(msg.lambda_per_dim) else 0.0,
-                intervention=bool(msg.intervention)))
+                intervention=bool(msg.intervention),
+                composed=np.asarray(msg.composed_action, np.float32) if len(msg.composed_action) == 7 else None))
         self._pump()
 
     def _on_gate(self, msg: GateState):
