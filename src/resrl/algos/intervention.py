@@ -54,10 +54,12 @@ def bc_loss(pred_residual: Tensor, target_residual: Tensor, mask: Tensor,
             limit: Tensor | None = None) -> Tensor:
     """Masked MSE between the actor's residual and the residual target, averaged over the masked
     samples (0 when none). ``limit`` (xi) clamps the target into the actor's reachable range so a
-    large human correction saturates the residual instead of fighting tanh."""
-    target = target_residual
+    large human correction saturates the residual instead of fighting tanh, and measures the error
+    in units of xi: raw metres (errors ~1e-2, squared ~1e-4) would vanish next to Q ~ 1."""
+    target, err_scale = target_residual, 1.0
     if limit is not None:
         target = torch.maximum(torch.minimum(target, limit), -limit)
+        err_scale = limit.clamp(min=1e-6)
     mask = mask.to(pred_residual.dtype)
-    per_sample = (pred_residual - target).pow(2).mean(dim=-1)
+    per_sample = ((pred_residual - target) / err_scale).pow(2).mean(dim=-1)
     return (per_sample * mask).sum() / mask.sum().clamp(min=1.0)
