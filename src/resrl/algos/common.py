@@ -397,25 +397,24 @@ class AgentBase:
         """Target-network bookkeeping after an actor step (algorithm specific)."""
 
     def update_critic(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
-        b = batch if prepared else self.prepare(batch)
-        with self.autocast():
-            loss, metrics = self.critic_loss(b)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
+        metrics = self._gradient_step(batch, prepared, self.critic_loss, self.critic_opt)
         self.critic_updates += 1
         self.after_critic_step()
-        return as_float_metrics(metrics)
+        return metrics
 
     def update_actor(self, batch: Mapping, prepared: bool = False) -> dict[str, float]:
-        b = batch if prepared else self.prepare(batch)
-        with self.autocast():
-            loss, metrics = self.actor_loss(b)
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_opt.step()
+        metrics = self._gradient_step(batch, prepared, self.actor_loss, self.actor_opt)
         self.actor_updates += 1
         self.after_actor_step()
+        return metrics
+
+    def _gradient_step(self, batch: Mapping, prepared: bool, loss_fn, optimizer) -> dict[str, float]:
+        b = batch if prepared else self.prepare(batch)
+        with self.autocast():
+            loss, metrics = loss_fn(b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
         return as_float_metrics(metrics)
 
     # -- helpers -------------------------------------------------------------------------

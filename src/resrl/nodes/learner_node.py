@@ -104,7 +104,10 @@ class LearnerNode(Node):
 
         self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
                                          self.model_cfg.conf_threshold, int(p("max_skew_ms", 0.0).value * 1e6),
-                                         on_part=lambda stamp: self._pump())
+                                         on_part=lambda stamp: self._pump(),
+                                         # The learner may trail the loop while it trains: keep a
+                                         # whole episode of observation parts, not the last few.
+                                         history=p("obs_history", 1000).value)
         self.create_subscription(CommandedAction, topics.COMMAND, self._on_command, qos.CONTROL)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         self.create_subscription(GateState, topics.GATE_STATE, self._on_gate, qos.CONTROL)

@@ -43,14 +43,14 @@ class ObservationSubscriber:
     """Attach to a node; calls ``on_part(stamp_ns)`` whenever a part arrives."""
 
     def __init__(self, node: Node, obs_mode: str, num_objects: int = 1, conf_threshold: float = 0.5,
-                 max_skew_ns: int = 0, on_part: Optional[Callable[[int], None]] = None):
+                 max_skew_ns: int = 0, on_part: Optional[Callable[[int], None]] = None, history: int = 64):
         self.node = node
         self.obs_mode = obs_mode
         self.num_objects = num_objects
         self.conf_threshold = conf_threshold
         self.on_part = on_part or (lambda stamp: None)
         parts = ["pose", "gripper"] + (["rgb", "depth"] if obs_mode == "image" else ["objects"])
-        self.assembler = ObservationAssembler(parts, max_skew_ns=max_skew_ns)
+        self.assembler = ObservationAssembler(parts, max_skew_ns=max_skew_ns, history=history)
         self.gripper_width = 0.0
         node.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.sensor(node))
         node.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.sensor(node))
