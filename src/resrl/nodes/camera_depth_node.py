@@ -7,7 +7,6 @@ Depth-Anything-V2 (parameter ``depth.source``).
 """
 from __future__ import annotations
 
-import time
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -17,7 +16,7 @@ from resrl.obs_assembly import ObservationAssembler
 from resrl.perception.depth import make_depth_source, resize_area, resize_nearest
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, numpy_to_image, stamp_to_ns
-from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.node_main import run_node
 
 
 class CameraDepthNode(Node):
@@ -31,7 +30,6 @@ class CameraDepthNode(Node):
         skew_ns = int(p("max_skew_ms", 20.0).value * 1e6)
         self.rgb_pub = self.create_publisher(Image, topics.OBS_RGB, qos.sensor(self))
         self.depth_pub = self.create_publisher(Image, topics.OBS_DEPTH, qos.sensor(self))
-        self.last_latency_s = 0.0
         try:  # a real ROS 2 install has message_filters
             import message_filters
             subs = [message_filters.Subscriber(self, Image, topics.COLOR_IMAGE, qos_profile=qos.sensor(self)),
@@ -55,7 +53,6 @@ class CameraDepthNode(Node):
             self._on_pair(pair["color"], pair["depth"])
 
     def _on_pair(self, color: Image, depth: Image):
-        t0 = time.perf_counter()
         try:
             rgb = image_to_numpy(color)
             d = image_to_numpy(depth)
@@ -68,7 +65,6 @@ class CameraDepthNode(Node):
         stamp, frame = color.header.stamp, color.header.frame_id
         self.rgb_pub.publish(numpy_to_image(resize_area(rgb, self.size), "rgb8", stamp, frame))
         self.depth_pub.publish(numpy_to_image(resize_nearest(rel, self.size), "mono8", stamp, frame))
-        self.last_latency_s = time.perf_counter() - t0
 
 
 def main(args=None):

@@ -94,10 +94,10 @@ class LearnerNode(Node):
         self.plan = SessionPlan(self.session_cfg, seed)
         self.lock = threading.RLock()
         self.recorder: Optional[EpisodeRecorder] = None
-        self.episode = {"id": 0, "kind": "train", "seed": 0, "t0": time.monotonic(), "gates": []}
+        self.episode = {"id": 0, "kind": "train", "seed": 0, "gates": []}
         self.credits = 0
         self.warmup_s = 0.0
-        self.metrics_log = []
+        self.last_train_metrics = {}
         self.published_version = 0
         self.gate_traces = {}
         self.state = "idle" if self.session_mode == "auto" else "manual"
@@ -140,7 +140,7 @@ class LearnerNode(Node):
                 buffers = [self.offline] if kind == "demo" else [self.online]
                 self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
                                                 {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]})
-                self.episode.update(id=msg.episode_id, kind=kind, t0=time.monotonic(), gates=[])
+                self.episode.update(id=msg.episode_id, kind=kind, gates=[])
             elif msg.event in TERMINAL and (self.recorder is None or msg.episode_id != self.episode["id"]):
                 self.get_logger().warning(f"terminal event for unrecorded episode {msg.episode_id} (missed START)")
                 if self.state == "running":
@@ -321,7 +321,8 @@ class LearnerNode(Node):
                 "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
                 "arbiter_mode": self.arbiter_mode, "obs_mode": self.obs_mode, "algo": self.learner.config.algo,
                 "policy_version": self.learner.policy_version, "updates": self.learner.num_updates,
-                "warmup_updates": self.learner.num_warmup_updates, "warmup_s": self.warmup_s, "wall_s": time.monotonic() - self.t_start,
+                "warmup_updates": self.learner.num_warmup_updates, "warmup_s": self.warmup_s,
+                "last_train_metrics": self.last_train_metrics, "wall_s": time.monotonic() - self.t_start,
                 "gate_traces": self.gate_traces}
         tmp = self.run_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(data, indent=1))

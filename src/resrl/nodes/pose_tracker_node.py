@@ -14,7 +14,7 @@ from resrl.msg import EpisodeEvent, TrackedObjectPose, TrackedObjects
 from resrl.perception.pose_tracking import SimulatedTracker, TrackerNoiseConfig
 from resrl.ros import qos
 from resrl.ros.convert import numpy_to_pose, pose_to_numpy
-from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.node_main import run_node
 from resrl.ros.params import declare_dataclass
 
 

@@ -20,7 +20,7 @@ from resrl.policy_runtime import PolicyRuntime, WeightsError
 from resrl.ros import qos
 from resrl.ros.chunks import ChunkSubscriber
 from resrl.ros.convert import ns_to_stamp
-from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.node_main import run_node
 from resrl.ros.observation import ObservationSubscriber
 from resrl.ros.params import declare_dataclass
 

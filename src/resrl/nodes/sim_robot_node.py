@@ -70,14 +70,15 @@ class SimRobotNode(Node):
         self.published_at = 0.0
         self.publish_due = None
 
-        self.js_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.sensor(self))
-        self.pose_pub = self.create_publisher(PoseStamped, topics.EE_POSE, qos.sensor(self))
-        self.grip_pub = self.create_publisher(JointState, topics.GRIPPER_STATE, qos.sensor(self))
-        self.color_pub = self.create_publisher(Image, topics.COLOR_IMAGE, qos.sensor(self))
-        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, qos.sensor(self))
-        self.color_info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, qos.sensor(self))
-        self.depth_info_pub = self.create_publisher(CameraInfo, topics.DEPTH_INFO, qos.sensor(self))
-        self.gt_pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES_GT, qos.sensor(self))
+        sensor = qos.sensor(self)
+        self.js_pub = self.create_publisher(JointState, topics.JOINT_STATES, sensor)
+        self.pose_pub = self.create_publisher(PoseStamped, topics.EE_POSE, sensor)
+        self.grip_pub = self.create_publisher(JointState, topics.GRIPPER_STATE, sensor)
+        self.color_pub = self.create_publisher(Image, topics.COLOR_IMAGE, sensor)
+        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, sensor)
+        self.color_info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, sensor)
+        self.depth_info_pub = self.create_publisher(CameraInfo, topics.DEPTH_INFO, sensor)
+        self.gt_pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES_GT, sensor)
         self.task_pub = self.create_publisher(String, topics.TASK_INFO, qos.CONTROL)
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, 10)
         self.event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)

@@ -60,7 +60,7 @@ class VGMArbiterNode(Node):
         self.episode_id = 0
         self.episode_kind = "train"    # START event note: train | eval | demo
         self.residuals: Dict[int, Tuple[np.ndarray, ResidualAction]] = {}
-        self.intervention: Optional[Tuple[float, Intervention]] = None
+        self.intervention: Optional[Intervention] = None
         self.last_step = -1
         self.pending: Optional[Tuple[int, float]] = None   # (stamp_ns, first seen wall time)
         self.last_command = None                             # (sent wall time, target msg, gripper msg)
@@ -99,7 +99,7 @@ class VGMArbiterNode(Node):
 
     def _on_intervention(self, msg: Intervention):
         with self.lock:
-            self.intervention = (time.monotonic(), msg)
+            self.intervention = msg
 
     def _on_event(self, msg: EpisodeEvent):
         with self.lock:
@@ -140,8 +140,8 @@ class VGMArbiterNode(Node):
         with self.lock:
             step = stamp_ns // self.period_ns
             if stamp_ns <= self.terminal_ns:
-                pass
-            elif step > self.last_step and (self.pending is None or stamp_ns > self.pending[0]):
+                return   # the terminal observation of an episode needs no command
+            if step > self.last_step and (self.pending is None or stamp_ns > self.pending[0]):
                 self.pending = (stamp_ns, time.monotonic())
             elif step == self.last_step and self.last_command is not None:
                 # The robot re-sent observation t: our command for t was lost. Send it again.
@@ -159,7 +159,7 @@ class VGMArbiterNode(Node):
                 step = stamp_ns // self.period_ns
                 self.get_logger().warning(
                     f"step {step}: waiting >1s (episode {self.episode_id} {self.episode_kind}; missing obs parts "
-                    f"{self.obs.assembler.missing(stamp_ns)}; chunk {self.chunks.action_at(step)[1].status}; "
+                    f"{self.obs.assembler.missing(stamp_ns)}; latest chunk {self.chunks.scheduler.latest_chunk_id}; "
                     f"residual {'yes' if step in self.residuals else 'no'})", throttle_duration_sec=1.0)
 
     # --- one control step -------------------------------------------------------------------
@@ -193,7 +193,7 @@ class VGMArbiterNode(Node):
     def _active_intervention(self, stamp_ns: int) -> Optional[np.ndarray]:
         if self.intervention is None:
             return None
-        _, msg = self.intervention
+        msg = self.intervention
         if not msg.active:
             return None
         # Staleness on the message clock (sim time in lockstep, where wall time says nothing).

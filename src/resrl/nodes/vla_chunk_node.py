@@ -23,7 +23,7 @@ from resrl.actions import ACTION_DIM
 from resrl.msg import ActionChunk, EpisodeEvent
 from resrl.ros import qos
 from resrl.ros.convert import pose_stamped_to_state, stamp_to_ns
-from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.node_main import run_node
 from resrl.ros.observation import gripper_opening
 from resrl.vla.backends import VLAError, check_chunk, make_backend
 

@@ -52,13 +52,14 @@ class ObservationSubscriber:
         parts = ["pose", "gripper"] + (["rgb", "depth"] if obs_mode == "image" else ["objects"])
         self.assembler = ObservationAssembler(parts, max_skew_ns=max_skew_ns, history=history)
         self.gripper_width = 0.0
-        node.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.sensor(node))
-        node.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.sensor(node))
+        sensor = qos.sensor(node)
+        node.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, sensor)
+        node.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, sensor)
         if obs_mode == "image":
-            node.create_subscription(Image, topics.OBS_RGB, lambda m: self._on_image("rgb", m), qos.sensor(node))
-            node.create_subscription(Image, topics.OBS_DEPTH, lambda m: self._on_image("depth", m), qos.sensor(node))
+            node.create_subscription(Image, topics.OBS_RGB, lambda m: self._on_image("rgb", m), sensor)
+            node.create_subscription(Image, topics.OBS_DEPTH, lambda m: self._on_image("depth", m), sensor)
         else:
-            node.create_subscription(TrackedObjects, topics.OBJECT_POSES, self._on_objects, qos.sensor(node))
+            node.create_subscription(TrackedObjects, topics.OBJECT_POSES, self._on_objects, sensor)
 
     def _add(self, part: str, stamp, value):
         ns = stamp_to_ns(stamp)
