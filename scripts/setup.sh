@@ -35,7 +35,7 @@ fi
 
 # What a successful setup was made from: re-run pip/colcon only when these change.
 fingerprint() {
-  cat "$ROOT/scripts/setup.sh" "$ROOT/requirements.txt" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
+  cat "$ROOT/scripts/setup.sh" "$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt" "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
       "$ROOT"/msg/*.msg "$ROOT"/srv/*.srv 2>/dev/null | sha256sum | cut -d' ' -f1
   find "$ROOT/src" "$ROOT/launch" "$ROOT/config" "$ROOT/rviz" "$ROOT/scripts/nodes" -type f \
       -not -name '*.pyc' -newer "$STAMP" 2>/dev/null | head -1
@@ -58,6 +58,7 @@ source "$VENV/bin/activate"
 pip_install() { python -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v -E '^WARNING: Location .* is ignored' || true; }
 python -m pip show torch >/dev/null 2>&1 || pip_install "torch==2.13.0"   # CPU wheel; unpinned torch pulls CUDA
 pip_install -r "$ROOT/requirements.txt"
+pip_install --no-deps -r "$ROOT/requirements-nodeps.txt"   # pins that clash with this stack (openpi-client: numpy<2)
 python -c 'import rclpy, torch, numpy, colcon_core, mujoco' || die "package install failed (see pip output above)"
 
 # --- repair the ROS wheels' exported CMake include paths ------------------------------------

@@ -16,7 +16,8 @@ LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 
 
 def test_there_are_launch_files():
-    assert (ROOT / "launch" / "sim_vgm.launch.py") in LAUNCH_FILES
+    for name in ("sim_vgm", "franka_vgm", "ur_vgm"):
+        assert (ROOT / "launch" / f"{name}.launch.py") in LAUNCH_FILES
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -46,13 +47,16 @@ def _stub_modules(monkeypatch):
 
     cls = lambda n: type(n, (_Recorder,), {})  # noqa: E731
     module("launch", LaunchDescription=cls("LaunchDescription"))
-    module("launch.actions", DeclareLaunchArgument=cls("DeclareLaunchArgument"), OpaqueFunction=cls("OpaqueFunction"))
+    module("launch.actions", DeclareLaunchArgument=cls("DeclareLaunchArgument"), OpaqueFunction=cls("OpaqueFunction"),
+           IncludeLaunchDescription=cls("IncludeLaunchDescription"))
     module("launch.conditions", IfCondition=cls("IfCondition"))
+    module("launch.launch_description_sources", PythonLaunchDescriptionSource=cls("PythonLaunchDescriptionSource"))
     module("launch.substitutions", LaunchConfiguration=type("LaunchConfiguration", (), {
         "__init__": lambda self, name: setattr(self, "name", name),
-        "perform": lambda self, ctx: ctx[self.name]}))
+        "perform": lambda self, ctx: ctx[self.name]}), PathJoinSubstitution=cls("PathJoinSubstitution"))
     module("launch_ros")
     module("launch_ros.actions", Node=cls("Node"))
+    module("launch_ros.substitutions", FindPackageShare=cls("FindPackageShare"))
     module("ament_index_python")
     module("ament_index_python.packages", get_package_share_directory=lambda pkg: str(ROOT))
 
@@ -86,3 +90,46 @@ def test_graph_has_the_seven_nodes_plus_sim():
             "residual_policy_node", "vgm_arbiter_node", "learner_node"} <= names
     keyboard = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "keyboard": "true"})
     assert "keyboard_node" in {s.executable for s in keyboard}
+
+
+@pytest.mark.parametrize("graph,robot", [("franka_vgm", "franka"), ("ur_vgm", "ur")])
+def test_real_robot_graph_bridge_and_state_remaps(graph, robot):
+    from resrl import topics
+    specs = GRAPHS[graph][0](**default_args(graph))
+    by_exe = {s.executable: s for s in specs}
+    assert {"robot_bridge_node", "camera_depth_node", "pose_tracker_node", "vla_chunk_node", "residual_policy_node",
+            "vgm_arbiter_node", "learner_node", "keyboard_node"} <= set(by_exe)
+    assert "sim_robot_node" not in by_exe
+    assert by_exe["robot_bridge_node"].overrides["robot"] == robot
+    assert all(s.overrides.get("use_sim_time") is False for s in specs)
+    # Every node that reads the robot state reads the bridge's snapshot, not the raw driver stream.
+    for exe in ("vla_chunk_node", "residual_policy_node", "vgm_arbiter_node", "learner_node", "keyboard_node"):
+        remaps = dict(by_exe[exe].remappings)
+        assert remaps[topics.EE_POSE] == topics.ROBOT_EE_POSE
+        assert remaps[topics.GRIPPER_STATE] == topics.ROBOT_GRIPPER_STATE
+    args = {**default_args(graph), "vla_backend": "lerobot", "checkpoint": "/ckpt", "vla_port": "9000"}
+    vla = {s.executable: s for s in GRAPHS[graph][0](**args)}["vla_chunk_node"].overrides
+    assert (vla["vla.backend"], vla["vla.checkpoint_dir"], vla["vla.openpi.port"]) == ("lerobot", "/ckpt", 9000)
+
+
+@pytest.mark.parametrize("robot", ["franka", "ur"])
+def test_real_robot_yaml_is_a_valid_bridge_config(robot):
+    import yaml
+
+    from resrl.configs import from_dict
+    from resrl.robots import franka, ur
+    from resrl.robots.common import BridgeConfig
+    data = yaml.safe_load((ROOT / "config" / f"{robot}_vgm.yaml").read_text())
+    params = data["robot_bridge"]["ros__parameters"]
+    assert params["robot"] == robot
+    bridge = from_dict(BridgeConfig, params["bridge"], "robot_bridge.bridge")   # validates home inside the box
+    robot_cfg = from_dict({"franka": franka.FrankaConfig, "ur": ur.URConfig}[robot], params[robot], robot)
+    assert bridge.max_linear_speed <= 0.25 and bridge.max_angular_speed <= 1.0
+    shared = data["/**"]["ros__parameters"]
+    assert 15.0 <= shared["control_rate_hz"] <= 30.0 and shared["reliable_sensors"] is False
+    # The arbiter's box and the bridge's box are in the same frame and the bridge's is not larger.
+    arbiter_box = shared["safety"]["workspace"]
+    assert all(b >= a for a, b in zip(arbiter_box["min_xyz"], bridge.workspace.min_xyz))
+    assert all(b <= a for a, b in zip(arbiter_box["max_xyz"], bridge.workspace.max_xyz))
+    if robot == "ur":
+        assert robot_cfg.command_mode in ur.COMMAND_MODES

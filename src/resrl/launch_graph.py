@@ -32,6 +32,7 @@ class LaunchArg:
 NODE_EXECUTABLES = (
     "sim_robot_node", "camera_depth_node", "pose_tracker_node", "vla_chunk_node",
     "residual_policy_node", "vgm_arbiter_node", "keyboard_node", "learner_node",
+    "bag_recorder_node", "robot_bridge_node",
 )
 
 SIM_ARGS = [
@@ -43,6 +44,8 @@ SIM_ARGS = [
     LaunchArg("session", "auto", "learner session: auto (demos -> warm-up -> online -> eval) | manual (keyboard)"),
     LaunchArg("keyboard", "false", "start the keyboard reward/intervention terminal UI"),
     LaunchArg("use_rviz", "false", "start RViz with rviz/resrl.rviz"),
+    LaunchArg("extra_params", "", "absolute path of a parameter YAML loaded after config/sim_vgm.yaml "
+              "(benchmarks: ablations, session budgets)"),
 ]
 
 
@@ -51,9 +54,11 @@ def _truthy(value) -> bool:
 
 
 def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_dir="runs/latest",
-              session="auto", keyboard="false", use_rviz="false") -> List[NodeSpec]:
+              session="auto", keyboard="false", use_rviz="false", extra_params="") -> List[NodeSpec]:
     """The seven resrl nodes plus the simulated Franka, on simulated time."""
     common = ["config/sim_vgm.yaml"]   # the task itself: config/tasks/<task>.yaml via resrl.sim.load_task_config
+    if extra_params:
+        common.append(extra_params)    # absolute: os.path.join(share, abs) keeps it as is
     shared = {"use_sim_time": True, "task": task, "obs_mode": obs_mode, "seed": int(seed)}
     specs = [
         NodeSpec("sim_robot_node", "sim_robot", common, dict(shared)),
@@ -64,14 +69,77 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
         NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "mode": mode}),
         NodeSpec("learner_node", "replay_learner", common,
                  {**shared, "run_dir": run_dir, "session": session, "mode": mode}),
+        # The session bag, <run_dir>/bag (docs/data.md): what offline training and export replay.
+        NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}),
     ]
     if _truthy(keyboard) or session == "manual":
         specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared)))
     return specs
 
 
+def _real_args(robot: str) -> List[LaunchArg]:
+    args = [
+        LaunchArg("robot_ip", "", "robot IP: used only with start_driver:=true (else start the driver first)"),
+        LaunchArg("start_driver", "false", "also include the driver's launch file (franka_bringup / ur_robot_driver)"),
+        LaunchArg("task", "pick_place", "task config name (config/tasks/<task>.yaml)"),
+        LaunchArg("prompt", "pick up the cube and place it on the target", "language instruction for the VLA"),
+        LaunchArg("vla_backend", "openpi", "VLA backend: openpi | lerobot | replay"),
+        LaunchArg("vla_host", "127.0.0.1", "openpi policy server host"),
+        LaunchArg("vla_port", "8000", "openpi policy server port"),
+        LaunchArg("checkpoint", "", "LeRobot policy checkpoint directory (vla_backend:=lerobot)"),
+        LaunchArg("mode", "vgm", "arbiter mode: vgm | static | base_only | residual_only"),
+        LaunchArg("obs_mode", "object", "residual observation: object (tracked poses) | image (RGB + relative depth)"),
+        LaunchArg("run_dir", "runs/latest", "run folder: replay, checkpoints, metrics, bag"),
+        LaunchArg("session", "manual", "learner session: manual (keyboard rewards/resets) | auto"),
+        LaunchArg("use_rviz", "false", "start RViz with rviz/resrl.rviz"),
+    ]
+    if robot == "ur":
+        args.insert(2, LaunchArg("ur_type", "ur5e", "UR model for the driver (start_driver:=true)"))
+    return args
+
+
+# resrl's nodes read the robot state from the bridge's per-control-period snapshot, not from
+# the driver's raw (up to 1 kHz) stream.
+ROBOT_STATE_REMAPS = [(topics.EE_POSE, topics.ROBOT_EE_POSE), (topics.GRIPPER_STATE, topics.ROBOT_GRIPPER_STATE)]
+
+
+def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", vla_host="127.0.0.1",
+               vla_port="8000", checkpoint="", mode="vgm", obs_mode="object", run_dir="runs/latest",
+               session="manual", **_driver_args) -> List[NodeSpec]:
+    """The robot bridge + the resrl nodes on wall-clock time (driver, camera and VLA server run
+    outside: docs/robots.md). ``_driver_args`` (robot_ip, start_driver, ur_type, use_rviz) are
+    for the launch file's own actions."""
+    common = [f"config/{robot}_vgm.yaml"]
+    shared = {"use_sim_time": False, "task": task, "obs_mode": obs_mode}
+    vla = {**shared, "vla.backend": vla_backend, "vla.openpi.host": vla_host, "vla.openpi.port": int(vla_port),
+           "vla.checkpoint_dir": checkpoint, "vla.prompt": prompt}
+    remaps = list(ROBOT_STATE_REMAPS)
+    return [
+        NodeSpec("robot_bridge_node", "robot_bridge", common, {"use_sim_time": False, "robot": robot}),
+        NodeSpec("camera_depth_node", "camera_depth", common, dict(shared)),
+        NodeSpec("pose_tracker_node", "pose_tracker", common, dict(shared)),
+        NodeSpec("vla_chunk_node", "vla_chunk_provider", common, vla, remaps),
+        NodeSpec("residual_policy_node", "residual_policy", common, dict(shared), remaps),
+        NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "mode": mode}, remaps),
+        NodeSpec("learner_node", "replay_learner", common,
+                 {**shared, "run_dir": run_dir, "session": session, "mode": mode}, remaps),
+        NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}, remaps),
+        NodeSpec("keyboard_node", "keyboard", common, dict(shared), remaps),
+    ]
+
+
+def franka_graph(**args) -> List[NodeSpec]:
+    return real_graph("franka", **args)
+
+
+def ur_graph(**args) -> List[NodeSpec]:
+    return real_graph("ur", **args)
+
+
 GRAPHS: Dict[str, Tuple[Callable[..., List[NodeSpec]], List[LaunchArg]]] = {
     "sim_vgm": (sim_graph, SIM_ARGS),
+    "franka_vgm": (franka_graph, _real_args("franka")),
+    "ur_vgm": (ur_graph, _real_args("ur")),
 }
 
 

@@ -39,6 +39,7 @@ class SessionPlan:
         self.seed = seed
         self.records: List[EpisodeRecord] = []
         self.env_steps = 0               # online steps (train + eval)
+        self.train_steps = 0             # online steps of train episodes only (what learning costs)
         self.warmup_done = cfg.num_demos == 0
         self._eval_left = 0
         self._eval_successes = 0
@@ -47,6 +48,7 @@ class SessionPlan:
         self._recent: Deque[bool] = deque(maxlen=cfg.train_window)
         self.finished_reason: Optional[str] = None
         self.eval_results: List[Tuple[int, int, int]] = []    # (env_steps, successes, episodes)
+        self.eval_train_steps: List[int] = []                 # train_steps when each block ended
 
     @property
     def demos_recorded(self) -> int:
@@ -84,6 +86,7 @@ class SessionPlan:
         self.env_steps += rec.steps
         rec.env_steps_total = self.env_steps
         if rec.kind == "train":
+            self.train_steps += rec.steps
             self._recent.append(rec.success)
             self._train_since_eval += 1
             self._streak = self._streak + 1 if rec.success else 0
@@ -95,6 +98,7 @@ class SessionPlan:
                 self._eval_left = 0   # the block can no longer be all successes: back to training
             if self._eval_left == 0:
                 self.eval_results.append((self.env_steps, self._eval_successes, attempted))
+                self.eval_train_steps.append(self.train_steps)
                 if self._eval_successes == self.cfg.eval_episodes:
                     self.finished_reason = f"{self.cfg.eval_episodes}/{self.cfg.eval_episodes} evaluation successes"
 

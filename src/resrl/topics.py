@@ -31,8 +31,17 @@ CRITIC_WEIGHTS = "/resrl/weights/critic"                              # resrl/Po
 MARKERS = "/resrl/markers"                                            # visualization_msgs/MarkerArray
 CLOCK = "/clock"                                                      # rosgraph_msgs/Clock
 
+# Real robots: the bridge node (resrl.nodes.robot_bridge_node) publishes one state snapshot per
+# control period here; the franka_vgm / ur_vgm graphs remap EE_POSE and GRIPPER_STATE to these.
+ROBOT_EE_POSE = "/resrl/robot/ee_pose"                                # geometry_msgs/PoseStamped
+ROBOT_GRIPPER_STATE = "/resrl/robot/gripper_state"                    # sensor_msgs/JointState (finger joints, m)
+ROBOT_STATUS = "/resrl/robot/status"                                  # std_msgs/String JSON: ok / holding + why
+
 # Services.
 RESET_EPISODE = "/resrl/reset_episode"                                # resrl/srv/ResetEpisode
 SET_ARBITER_MODE = "/resrl/set_arbiter_mode"                          # resrl/srv/SetArbiterMode
 SAVE_CHECKPOINT = "/resrl/save_checkpoint"                            # resrl/srv/SaveCheckpoint
 LOAD_CHECKPOINT = "/resrl/load_checkpoint"                            # resrl/srv/LoadCheckpoint
+
+# External perception (Isaac ROS FoundationPose: tracking/output; pose_estimation/output for one-shot estimates).
+FOUNDATIONPOSE_OUTPUT = "/tracking/output"                           # vision_msgs/Detection3DArray

@@ -318,6 +318,7 @@ class LearnerNode(Node):
     # --- outputs ------------------------------------------------------------------------------
     def _write_metrics(self):
         data = {"episodes": [r.__dict__ for r in self.plan.records], "eval_blocks": self.plan.eval_results,
+                "eval_train_steps": self.plan.eval_train_steps, "train_steps": self.plan.train_steps,
                 "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
                 "arbiter_mode": self.arbiter_mode, "obs_mode": self.obs_mode, "algo": self.learner.config.algo,
                 "policy_version": self.learner.policy_version, "updates": self.learner.num_updates,

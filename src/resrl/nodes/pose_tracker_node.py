@@ -1,19 +1,33 @@
 """Pose tracking node: object poses with confidence for the object-centric residual.
 
-Backend ``sim``: ground truth from the simulator + SimulatedTracker noise/dropout. Backend
-``passthrough``: re-publishes an external tracker's TrackedObjects (e.g. a FoundationPose bridge)
-after validation. Below ``conf_threshold`` consumers see zeros (the seed's dropout fallback).
+Backends (``tracker.backend``):
+- ``sim``: ground truth from the simulator + SimulatedTracker noise/dropout;
+- ``passthrough``: re-publishes an external tracker's TrackedObjects after validation;
+- ``detection3d``: Isaac ROS FoundationPose's ``vision_msgs/Detection3DArray`` (``tracking/output``
+  or ``pose_estimation/output``), mapped to the configured object slots and into the robot base
+  frame with the static camera extrinsic; the hypothesis score is the confidence;
+- ``foundationpose``: FoundationPose + SAM2 in-process on the RealSense colour + aligned depth
+  (resrl.perception.foundationpose; needs their checkout, packages, weights and CUDA), one object.
+Below ``conf_threshold`` consumers see zeros (the seed's dropout fallback). When the tracker stops
+publishing, no TrackedObjects go out, the observation for those steps is incomplete and the
+residual / arbiter hold.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
 
 from resrl import topics
 from resrl.msg import EpisodeEvent, TrackedObjectPose, TrackedObjects
-from resrl.perception.pose_tracking import SimulatedTracker, TrackerNoiseConfig
+from resrl.obs_assembly import ObservationAssembler
+from resrl.perception.pose_tracking import (IDENTITY_POSE, DetectionTrackerConfig, SimulatedTracker,
+                                           TrackerNoiseConfig, detections_to_objects)
 from resrl.ros import qos
-from resrl.ros.convert import numpy_to_pose, pose_to_numpy
+from resrl.ros.convert import MessageError, image_to_numpy, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node
 from resrl.ros.params import declare_dataclass
 
@@ -26,12 +40,92 @@ class PoseTrackerNode(Node):
         cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
         self.tracker = SimulatedTracker(cfg, self.declare_parameter("seed", 0).value + 11)
         self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.sensor(self))
-        self.create_subscription(TrackedObjects, self.input_topic, self._on_objects, qos.sensor(self))
+        if self.backend == "detection3d":
+            self._init_detection3d()
+        elif self.backend == "foundationpose":
+            self._init_foundationpose()
+        elif self.backend in ("sim", "passthrough"):
+            self.create_subscription(TrackedObjects, self.input_topic, self._on_objects, qos.sensor(self))
+        else:
+            raise ValueError(f"unknown tracker.backend '{self.backend}' "
+                             "(sim | passthrough | detection3d | foundationpose)")
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
+
+    def _init_detection3d(self):
+        try:
+            from vision_msgs.msg import Detection3DArray
+        except ImportError as exc:
+            raise ImportError("tracker.backend 'detection3d' needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs; "
+                              f"it is not on PyPI): {exc}") from exc
+        p = self.declare_parameter
+        self.detection_cfg = self._detection_config()
+        self.create_subscription(Detection3DArray, p("tracker.detection.topic", topics.FOUNDATIONPOSE_OUTPUT).value,
+                                 self._on_detections, qos.sensor(self))
+
+    def _detection_config(self):
+        p = self.declare_parameter
+        object_ids = p("tracker.detection.object_ids", Parameter.Type.STRING_ARRAY).value or []
+        cam = p("tracker.detection.camera_pose_in_base", list(IDENTITY_POSE)).value
+        return DetectionTrackerConfig(object_ids=tuple(object_ids), camera_pose_in_base=tuple(float(v) for v in cam),
+                                      base_frame=p("tracker.detection.base_frame", "fr3_link0").value)
+
+    def _init_foundationpose(self):
+        from resrl.perception.foundationpose import FoundationPoseSAM2
+        p = self.declare_parameter
+        cfg = self._detection_config()
+        self.object_id = (cfg.object_ids or ("object",))[0]
+        self.detection_cfg = dataclasses.replace(cfg, object_ids=(self.object_id,))   # one tracked object
+        self.pose_tracker = FoundationPoseSAM2(
+            p("tracker.foundationpose.repo_dir", "").value, p("tracker.foundationpose.mesh_file", "").value,
+            p("tracker.foundationpose.sam2_config", "configs/sam2.1/sam2.1_hiera_s.yaml").value,
+            p("tracker.foundationpose.sam2_checkpoint", "").value,
+            p("tracker.foundationpose.prompt_box", [0.0, 0.0, 0.0, 0.0]).value)
+        self.depth_scale = p("tracker.foundationpose.depth_scale", 0.001).value
+        self.k = None
+        self.frames = ObservationAssembler(["color", "depth"], max_skew_ns=int(p("max_skew_ms", 20.0).value * 1e6),
+                                           history=4)
+        sensor = qos.sensor(self)
+        self.create_subscription(CameraInfo, topics.COLOR_INFO, lambda m: setattr(self, "k", np.asarray(m.k)), sensor)
+        self.create_subscription(Image, topics.COLOR_IMAGE, lambda m: self._on_frame("color", m), sensor)
+        self.create_subscription(Image, topics.DEPTH_IMAGE, lambda m: self._on_frame("depth", m), sensor)
+
+    def _on_frame(self, part: str, msg: Image):
+        ns = stamp_to_ns(msg.header.stamp)
+        self.frames.add(part, ns, msg)
+        pair = self.frames.get(ns)
+        if pair is None or self.k is None:
+            return
+        try:
+            rgb = image_to_numpy(pair["color"])
+            depth = image_to_numpy(pair["depth"]).astype(np.float32) * self.depth_scale
+        except MessageError as exc:
+            self.get_logger().error(f"dropping frame: {exc}", throttle_duration_sec=2.0)
+            return
+        pose, conf, valid = self.pose_tracker.track(rgb, depth, self.k)
+        dets = [(self.object_id, [(self.object_id, conf, pose)])] if valid else []
+        self._publish_objects(pair["color"].header.stamp, detections_to_objects(dets, self.detection_cfg))
+
+    def _publish_objects(self, stamp, objects):
+        out = TrackedObjects()
+        out.header.stamp, out.header.frame_id = stamp, self.detection_cfg.base_frame
+        for object_id, pose, conf, valid in objects:
+            obj = TrackedObjectPose(object_id=object_id, confidence=conf, valid=valid)
+            obj.header = out.header
+            if valid:
+                obj.pose = numpy_to_pose(pose)
+            out.objects.append(obj)
+        self.pub.publish(out)
+
+    def _on_detections(self, msg):
+        dets = [(d.id, [(r.hypothesis.class_id, r.hypothesis.score, pose_to_numpy(r.pose.pose)) for r in d.results])
+                for d in msg.detections]
+        self._publish_objects(msg.header.stamp, detections_to_objects(dets, self.detection_cfg))
 
     def _on_event(self, msg: EpisodeEvent):
         if msg.event == EpisodeEvent.START:
             self.tracker.reset()
+            if self.backend == "foundationpose":
+                self.pose_tracker.reset()   # the object was moved: segment and register again
 
     def _on_objects(self, msg: TrackedObjects):
         out = TrackedObjects(header=msg.header)

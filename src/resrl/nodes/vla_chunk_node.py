@@ -5,6 +5,14 @@ arrives before the old one runs out) and at every episode start. Inference failu
 and retried on the next observation; the arbiter holds the robot if the chunk runs out.
 In simulation ``latency_steps`` emulates VLA inference latency in control steps: a chunk inferred
 from the observation at step t applies from step t + latency_steps.
+
+The network/model backends (``openpi``, ``lerobot``) run in a background worker thread so a slow
+or dead server never blocks the executor: the pose callback hands the newest observation (EE
+state, arm joint positions, exterior + optional wrist camera) to the worker when a chunk is due;
+a failed request (VLAError: refused, timed out, bad chunk) is logged and retried after
+``vla.retry_period_s`` -- the backend reconnects on its next request. The chunk is indexed from
+the observation's step, so rows whose time passed during inference are skipped by the arbiter,
+and no chunk at all means the arbiter holds once the current one runs out.
 """
 from __future__ import annotations
 
@@ -15,17 +23,21 @@ import time
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from resrl import topics
 from resrl.actions import ACTION_DIM
 from resrl.msg import ActionChunk, EpisodeEvent
 from resrl.ros import qos
-from resrl.ros.convert import pose_stamped_to_state, stamp_to_ns
+from resrl.ros.convert import MessageError, image_to_numpy, pose_stamped_to_state, stamp_to_ns
 from resrl.ros.node_main import run_node
 from resrl.ros.observation import gripper_opening
 from resrl.vla.backends import VLAError, check_chunk, make_backend
+
+# Backends that talk to a server or run a large model: inference runs off the executor.
+ASYNC_BACKENDS = ("openpi", "lerobot")
+FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 
 
 class VLAChunkNode(Node):
@@ -38,8 +50,16 @@ class VLAChunkNode(Node):
         self.latency_steps = p("vla.latency_steps", 0).value
         self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
         self.frame_id = p("frame_id", "fr3_link0").value
-        self.backend = make_backend(self.backend_kind, task=p("task", "pick_place").value, horizon=self.horizon,
-                                    replay_path=p("vla.replay_path", "").value)
+        self.backend = make_backend(
+            self.backend_kind, task=p("task", "pick_place").value, horizon=self.horizon,
+            replay_path=p("vla.replay_path", "").value,
+            host=p("vla.openpi.host", "127.0.0.1").value, port=p("vla.openpi.port", 8000).value,
+            api_key=p("vla.openpi.api_key", "").value, prompt=p("vla.prompt", "").value,
+            action_space=p("vla.action_space", "eef_absolute").value,
+            kinematics=p("vla.kinematics", "franka").value,
+            connect_timeout_s=p("vla.connect_timeout_s", 2.0).value, timeout_s=p("vla.timeout_s", 5.0).value,
+            checkpoint_dir=p("vla.checkpoint_dir", "").value, device=p("vla.device", "cpu").value)
+        self.async_mode = self.backend_kind in ASYNC_BACKENDS
         self.lock = threading.Lock()
         self.episode_id = 0
         self.chunk_id = 0
@@ -52,6 +72,88 @@ class VLAChunkNode(Node):
         self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.sensor(self))
         self.create_subscription(String, topics.TASK_INFO, self._on_task_info, qos.CONTROL)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
+        if self.async_mode:
+            self._init_async(p)
+
+    # --- real backends: camera/joint inputs and the inference worker ---------------------------
+    def _init_async(self, p):
+        self.retry_period_s = p("vla.retry_period_s", 0.5).value
+        self.arm_joints = list(p("vla.arm_joints", FR3_ARM_JOINTS).value)
+        self.latest = {"image": None, "wrist_image": None, "joint_position": None}
+        self.request = None           # (obs, step, stamp, episode_id) waiting for the worker
+        self.busy = False             # a request is queued or being inferred
+        self.retry_after = 0.0        # monotonic time before which no new request is made
+        self.stopping = False
+        self.wake = threading.Condition(self.lock)
+        sensor = qos.sensor(self)
+        self.create_subscription(Image, p("vla.image_topic", topics.COLOR_IMAGE).value,
+                                 lambda m: self._on_latest("image", m), sensor)
+        wrist_topic = p("vla.wrist_image_topic", "").value
+        if wrist_topic:
+            self.create_subscription(Image, wrist_topic, lambda m: self._on_latest("wrist_image", m), sensor)
+        self.create_subscription(JointState, p("vla.joint_states_topic", topics.JOINT_STATES).value,
+                                 self._on_joints, sensor)
+        self.worker = threading.Thread(target=self._work, name="vla_inference", daemon=True)
+        self.worker.start()
+
+    def _on_latest(self, key: str, msg):
+        with self.lock:
+            self.latest[key] = msg    # decoded in the worker: the callback stays cheap
+
+    def _on_joints(self, msg: JointState):
+        index = {name: i for i, name in enumerate(msg.name)}
+        if not all(name in index for name in self.arm_joints):
+            self.get_logger().warning(f"joint_states lacks arm joints {self.arm_joints}", throttle_duration_sec=5.0)
+            return
+        with self.lock:
+            self.latest["joint_position"] = np.array([msg.position[index[n]] for n in self.arm_joints])
+
+    def _submit(self, msg: PoseStamped, step: int) -> None:
+        """Called with the lock held: queue the newest observation for the worker if a chunk is
+        due, no request is in flight and the retry back-off has passed."""
+        if self.busy or time.monotonic() < self.retry_after:
+            return
+        obs = {"state": pose_stamped_to_state(msg, self.gripper)}
+        for key, value in self.latest.items():
+            if value is not None:
+                obs[key] = value
+        self.request = (obs, step, msg.header.stamp, self.episode_id)
+        self.busy = True
+        self.wake.notify()
+
+    def _work(self):
+        while True:
+            with self.lock:
+                self.wake.wait_for(lambda: self.request is not None or self.stopping)
+                if self.stopping:
+                    return
+                (obs, step, stamp, episode_id), self.request = self.request, None
+            t0 = time.perf_counter()
+            try:
+                for key in ("image", "wrist_image"):
+                    if key in obs:
+                        obs[key] = image_to_numpy(obs[key])
+                chunk = check_chunk(self.backend.infer(obs), self.horizon, ACTION_DIM, self.backend_kind)
+            except Exception as exc:   # VLAError, bad image, or a model's own error: never end the worker
+                kind = "" if isinstance(exc, (VLAError, MessageError)) else f"{type(exc).__name__}: "
+                self.get_logger().error(f"VLA inference failed: {kind}{exc}; retrying in {self.retry_period_s:.1f} s",
+                                        throttle_duration_sec=2.0)
+                with self.lock:
+                    self.busy = False
+                    self.retry_after = time.monotonic() + self.retry_period_s
+                continue
+            self._publish(chunk, step, stamp, episode_id, time.perf_counter() - t0)
+            with self.lock:
+                self.busy = False     # after chunk_end_step moved on: no duplicate request in between
+
+    def on_shutdown(self):
+        if self.async_mode:
+            with self.lock:
+                self.stopping = True
+                self.wake.notify()
+            self.worker.join(timeout=self.backend.timeout_s + 1.0 if hasattr(self.backend, "timeout_s") else 5.0)
+            if hasattr(self.backend, "close"):
+                self.backend.close()
 
     def _on_gripper(self, msg: JointState):
         self.gripper = gripper_opening(msg)
@@ -84,6 +186,9 @@ class VLAChunkNode(Node):
         with self.lock:
             if step < self.chunk_end_step - self.prefetch_steps:
                 return
+            if self.async_mode:
+                self._submit(msg, step)
+                return
             obs = {"state": pose_stamped_to_state(msg, self.gripper)}
             info = self.task_info.get(stamp_ns)
             if self.backend_kind == "sim_scripted":
@@ -100,7 +205,9 @@ class VLAChunkNode(Node):
         except (VLAError, KeyError, ValueError) as exc:
             self.get_logger().error(f"VLA inference failed: {exc}; retrying", throttle_duration_sec=2.0)
             return
-        latency = time.perf_counter() - t0
+        self._publish(chunk, step, msg.header.stamp, episode_id, time.perf_counter() - t0)
+
+    def _publish(self, chunk: np.ndarray, step: int, stamp, episode_id: int, latency: float) -> None:
         start = step + self.latency_steps
         with self.lock:
             self.chunk_id += 1
@@ -109,7 +216,7 @@ class VLAChunkNode(Node):
                               horizon=int(chunk.shape[0]), action_dim=ACTION_DIM,
                               actions=chunk.reshape(-1).tolist(), source=self.backend_kind,
                               inference_latency_s=float(latency))
-        out.header.stamp, out.header.frame_id = msg.header.stamp, self.frame_id
+        out.header.stamp, out.header.frame_id = stamp, self.frame_id
         self.pub.publish(out)
 
 

@@ -1,6 +1,8 @@
-"""A simulated object-pose tracker (FoundationPose/SAM2 stand-in) for the sim pose-tracker node.
+"""Object-pose tracking for the object-centric residual: detections from an external tracker
+(Isaac ROS FoundationPose's vision_msgs/Detection3DArray) mapped to resrl's object slots, and a
+simulated tracker (FoundationPose/SAM2 stand-in) for the sim pose-tracker node.
 
-Ground truth + the object-centric paper's hierarchical uniform noise (a noise scale drawn per
+Simulated tracker: ground truth + the object-centric paper's hierarchical uniform noise (a noise scale drawn per
 episode, per-step noise drawn uniformly within it), track losses (dropout: the pose is reported
 invalid with low confidence for a few steps) and a confidence value that drops with the noise.
 Consumers zero poses whose confidence is below their threshold.
@@ -8,10 +10,70 @@ Consumers zero poses whose confidence is below their threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from resrl.geometry import quat_to_rotvec, rotvec_to_quat
+from resrl.perception.transforms import matrix_to_pose, pose_to_matrix
+
+IDENTITY_POSE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class DetectionTrackerConfig:
+    # Object class ids (FoundationPose's hypothesis.class_id, or the detection id) in the
+    # residual's object-slot order; empty = the detections in the order they arrive.
+    object_ids: Tuple[str, ...] = ()
+    # Static extrinsic: pose of the detections' frame (the camera's optical frame) in the robot
+    # base frame, [x y z qx qy qz qw], from hand-eye calibration. Identity = already in base.
+    camera_pose_in_base: Tuple[float, ...] = IDENTITY_POSE
+    base_frame: str = "fr3_link0"
+
+    def __post_init__(self):
+        pose_to_matrix(self.camera_pose_in_base)   # a malformed extrinsic fails at start, not per frame
+
+
+# One detection: (detection id, [(class_id, score, pose [x y z qx qy qz qw] in the camera frame)]).
+Detection = Tuple[str, Sequence[Tuple[str, float, Sequence[float]]]]
+
+
+def detections_to_objects(detections: Sequence[Detection], cfg: DetectionTrackerConfig
+                          ) -> List[Tuple[str, np.ndarray, float, bool]]:
+    """Detections -> one (object_id, pose in base (7,), confidence, valid) per object slot.
+
+    Each slot takes its best-scoring hypothesis (matched on class id or detection id); a slot
+    with no detection, or whose best pose is not a finite pose with a unit-normable quaternion,
+    is reported invalid with confidence 0 and a zero pose. The score is the confidence.
+    """
+    base_from_cam = pose_to_matrix(cfg.camera_pose_in_base)
+    candidates = []   # (slot key, score, pose)
+    for det_id, hypotheses in detections:
+        for class_id, score, pose in hypotheses:
+            candidates.append((class_id or det_id, det_id, float(score), np.asarray(pose, dtype=np.float64)))
+    if cfg.object_ids:
+        slots = list(cfg.object_ids)
+    else:
+        slots = []
+        for key, _, _, _ in candidates:
+            if key not in slots:
+                slots.append(key)
+    out = []
+    for slot in slots:
+        best = None
+        for key, det_id, score, pose in candidates:
+            if slot in (key, det_id) and (best is None or score > best[0]):
+                best = (score, pose)
+        if best is None or not np.all(np.isfinite(best[1])) or not np.isfinite(best[0]):
+            out.append((slot, np.zeros(7, dtype=np.float32), 0.0, False))
+            continue
+        try:
+            pose_base = matrix_to_pose(base_from_cam @ pose_to_matrix(best[1]))
+        except ValueError:   # zero quaternion
+            out.append((slot, np.zeros(7, dtype=np.float32), 0.0, False))
+            continue
+        out.append((slot, pose_base.astype(np.float32), float(np.clip(best[0], 0.0, 1.0)), True))
+    return out
 
 
 @dataclass

@@ -3,7 +3,9 @@
 ``obs`` is a dict with at least "state" (7,) and, depending on the backend, "image" (H, W, 3)
 uint8, "depth", "instruction" and privileged sim keys ("object_pose", "target_pose").
 Every backend raises VLAError on failure; the chunk provider then retries and the arbiter holds
-the robot when the current chunk runs out.
+the robot when the current chunk runs out. Real backends: ``openpi_backend`` (websocket policy
+server) and ``lerobot_backend`` (local checkpoint); ``action_mapping`` maps their native action
+spaces to absolute EE targets.
 """
 from __future__ import annotations
 
@@ -72,9 +74,24 @@ class ReplayBackend:
         return chunk
 
 
+BACKENDS = ("sim_scripted", "replay", "openpi", "lerobot")
+
+
 def make_backend(kind: str, **kwargs) -> VLABackend:
+    """Build a backend; the network/model backends import their libraries only when chosen."""
     if kind == "sim_scripted":
         return SimScriptedBackend(kwargs["task"], kwargs["horizon"])
     if kind == "replay":
         return ReplayBackend(kwargs["replay_path"])
-    raise VLAError(f"unknown VLA backend '{kind}' (sim_scripted | replay)")
+    if kind == "openpi":
+        from resrl.vla.openpi_backend import OpenPIBackend
+        return OpenPIBackend(kwargs["host"], kwargs["port"], kwargs["horizon"], kwargs.get("prompt", ""),
+                             kwargs.get("action_space", "eef_absolute"), kwargs.get("kinematics", "franka"),
+                             kwargs.get("connect_timeout_s", 2.0), kwargs.get("timeout_s", 5.0),
+                             kwargs.get("api_key", ""))
+    if kind == "lerobot":
+        from resrl.vla.lerobot_backend import LeRobotBackend
+        return LeRobotBackend(kwargs["checkpoint_dir"], kwargs["horizon"], kwargs.get("prompt", ""),
+                              kwargs.get("device", "cpu"), kwargs.get("action_space", "eef_absolute"),
+                              kwargs.get("kinematics", "franka"))
+    raise VLAError(f"unknown VLA backend '{kind}' ({' | '.join(BACKENDS)})")

@@ -1,0 +1,1 @@
+"""Dataset exports of resrl data (LeRobotDataset for base-policy fine-tuning: ``resrl.export.lerobot``)."""
