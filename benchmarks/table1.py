@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ CONTROL_HZ = 10.0
 # (arm name, arbiter mode, VGM overrides)
 ARMS = {
     "base_only": ("base_only", {}),
-    "static": ("static", {}),            # lambda_static from --static-lambda
+    "static": ("static", {}),            # one arm "static-<lambda>" per --static-lambdas value
     "vgm": ("vgm", {}),
 }
 ABLATIONS = {
@@ -85,8 +84,6 @@ def _session_overrides(args, mode: str) -> dict:
 def _run_inprocess(job):
     name, mode, vgm, seed, args = job
     from resrl.sim.inprocess import InProcessConfig, run_session
-    if mode == "static":
-        vgm = {**vgm, "lambda_static": args.static_lambda}
     cfg = InProcessConfig(mode=mode, seed=seed, vgm=vgm, session=_session_overrides(args, mode))
     log_path = Path(args.out) / "logs" / f"{name}-seed{seed}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +98,6 @@ def _run_graph(job):
     name, mode, vgm, seed, args = job
     run_dir = Path(args.out) / "graph_runs" / f"{name}-seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    vgm = {**vgm, **({"lambda_static": args.static_lambda} if mode == "static" else {})}
     plan = _session_overrides(args, mode)
     params = {"vgm_arbiter": {"ros__parameters": {f"vgm.{k}": v for k, v in vgm.items()}},
               "replay_learner": {"ros__parameters": {f"session_plan.{k}": v for k, v in plan.items()}}}
@@ -138,8 +134,8 @@ def aggregate(runs: list, arms: list) -> list:
 
 
 def markdown(rows: list, runs: list, args) -> str:
-    lines = [f"| arm | seeds solved (20/20) | median train steps to 20/20 | median sim minutes | median wall s | "
-             f"final eval per seed | mean lambda (train) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| arm | seeds solved (20/20) | median train steps to 20/20 | median sim minutes | median wall s | "
+             "final eval per seed | mean lambda (train) |", "|---|---|---|---|---|---|---|"]
     fmt = lambda v: "—" if v is None else (f"{v:.0f}" if isinstance(v, float) and v >= 10 else f"{v}")  # noqa: E731
     for r in rows:
         lines.append(f"| {r['arm']} | {r['solved']}/{r['seeds']} | {fmt(r['median_train_steps_to_solve'])} | "
@@ -202,7 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS) + list(ABLATIONS))
     ap.add_argument("--no-ablations", action="store_true", help="skip VGM with each gate switched off")
-    ap.add_argument("--static-lambda", type=float, default=1.0)
+    ap.add_argument("--static-lambdas", type=float, nargs="+", default=[0.5, 1.0],
+                    help="one static-residual arm per value (0.5: the paper's setting, see BENCHMARKS.md)")
     ap.add_argument("--max-env-steps", type=int, default=8000, help="online budget per run (train + eval)")
     ap.add_argument("--base-budget", type=int, default=2500, help="budget of the base-only arm (it does not learn)")
     ap.add_argument("--eval-every", type=int, default=10, help="train episodes between evaluation blocks")
@@ -215,10 +212,13 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", default="", help="write the table into this file between table1 markers")
     args = ap.parse_args(argv)
 
-    arms = list(args.arms) + ([] if args.no_ablations else list(ABLATIONS))
+    table = {**ARMS, **ABLATIONS}
+    for lam in args.static_lambdas:
+        table[f"static-{lam:g}"] = ("static", {"lambda_static": lam})
+    arms = [a for arm in args.arms for a in ([f"static-{lam:g}" for lam in args.static_lambdas] if arm == "static" else [arm])]
+    arms += [] if args.no_ablations else list(ABLATIONS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = {**ARMS, **ABLATIONS}
     jobs = [(arm, table[arm][0], table[arm][1], seed, args) for seed in args.seeds for arm in arms]
     t0 = time.monotonic()
     if args.backend == "inprocess":
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     else:
         runs = [_run_graph(job) for job in jobs]
     rows = aggregate(runs, arms)
-    result = {"backend": args.backend, "seeds": args.seeds, "static_lambda": args.static_lambda,
+    result = {"backend": args.backend, "seeds": args.seeds, "static_lambdas": args.static_lambdas,
               "max_env_steps": args.max_env_steps, "eval_every": args.eval_every, "full_eval": args.full_eval,
               "wall_s": round(time.monotonic() - t0, 1), "rows": rows, "runs": runs}
     (out / f"table1_{args.backend}.json").write_text(json.dumps(result, indent=1))

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> dict:
         load_state_dict_checked(learner.actor, states["residual"], "residual")
         load_state_dict_checked(learner.critic, states["critic"], "critic")
         learner.agent.sync_targets()
+        learner.reset_policy_average()
         learner.policy_version = version
     t0 = time.monotonic()
     warm = learner.warmup(offline) if len(offline) else {}
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"offline_train: no update after warm-up: {len(online) + len(offline)} transitions < "
               f"learning_starts={learner.config.learning_starts} (set --learning-starts)", file=sys.stderr)
     ckpt = out / "checkpoints" / "final.pt"
-    save_checkpoint(ckpt, {"residual": learner.actor, "critic": learner.critic}, model_cfg,
+    save_checkpoint(ckpt, {"residual": learner.deployed_actor, "critic": learner.critic}, model_cfg,
                     learner.policy_version, {"updates": learner.num_updates,
                                              "warmup_updates": learner.num_warmup_updates})
     summary = {"bags": reports, "issues": issues, "online_transitions": len(online),

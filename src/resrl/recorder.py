@@ -54,7 +54,9 @@ class EpisodeRecorder:
         self._history: list = []      # obs0, then (args, kwargs) per step: for _copy_to
 
     def add_command(self, cmd: Command) -> None:
-        if self.finished or self.terminal is not None:
+        # A command may arrive after the terminal event (different topics): it still belongs to the
+        # episode when it was stamped before the terminal observation.
+        if self.finished or (self.terminal is not None and cmd.stamp_ns >= self.terminal.stamp_ns):
             return
         if self.queue and cmd.step <= self.queue[-1].step or (self.prev and cmd.step <= self.prev.step):
             return   # duplicate or out-of-order command

@@ -2,7 +2,9 @@
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import rclpy
@@ -10,10 +12,14 @@ import rclpy
 from resrl.launch_graph import NODE_EXECUTABLES
 from rosutil import install_prefix, wait_for
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stand_ins"))
+import stand_ins  # noqa: E402
+
 NODE_NAMES = {
     "sim_robot_node": "sim_robot", "camera_depth_node": "camera_depth", "pose_tracker_node": "pose_tracker",
     "vla_chunk_node": "vla_chunk_provider", "residual_policy_node": "residual_policy",
     "vgm_arbiter_node": "vgm_arbiter", "keyboard_node": "keyboard", "learner_node": "replay_learner",
+    "bag_recorder_node": "bag_recorder", "robot_bridge_node": "robot_bridge",
 }
 
 
@@ -40,8 +46,12 @@ def test_node_starts_and_stops_on_sigint(observer, exe):
         cmd = [str(install_prefix() / "lib" / "resrl" / exe), "--ros-args",
                "--params-file", str(share / "config" / "sim_vgm.yaml"),
                "-p", f"run_dir:={run_dir}"]
+        env = None
+        if exe == "robot_bridge_node":   # imports franka_msgs: the interfaces built from test/stand_ins
+            stand_ins.ensure_built()
+            env = stand_ins.subprocess_env()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=env)
         try:
             name = NODE_NAMES[exe]
             up = wait_for(lambda: name in observer.get_node_names() or proc.poll() is not None, 60, 0.2)

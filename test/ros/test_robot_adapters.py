@@ -78,6 +78,19 @@ def stop(proc: subprocess.Popen) -> str:
     return out
 
 
+def bridge_with_peer(peer, proc):
+    """Fixture body: wait until the bridge talks to the fake driver, hand both over, clean up."""
+    try:
+        assert wait_for(lambda: peer.got["ee"] or proc.poll() is not None, 60), "no state snapshot"
+        assert proc.poll() is None, proc.stdout.read()
+        assert wait_for(lambda: peer.target_pub.get_subscription_count() > 0, 20)
+        yield peer, proc
+    finally:
+        out = stop(proc)
+        peer.close()
+        assert "Traceback" not in out, out
+
+
 class Peer:
     """The test side: a node in this process, spun by a background executor."""
 
@@ -86,6 +99,7 @@ class Peer:
         self.group = ReentrantCallbackGroup()
         self.lock = threading.Lock()
         self.got = {}
+        self.servers = []   # action servers: destroyed explicitly, destroy_node leaves them behind
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -104,6 +118,8 @@ class Peer:
 
     def close(self):
         self.executor.shutdown()
+        for server in self.servers:
+            server.destroy()
         self.node.destroy_node()
 
 
@@ -142,9 +158,10 @@ class FakeFranka(Peer):
         from resrl.msg import EpisodeEvent
         self.record("events", EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
         for name, cls in (("move", Move), ("grasp", Grasp), ("homing", Homing)):
-            ActionServer(n, cls, f"/franka_gripper/{name}", self._executor(name, cls), callback_group=self.group)
-        ActionServer(n, ErrorRecovery, "/action_server/error_recovery", self._executor("error_recovery", ErrorRecovery),
-                     callback_group=self.group)
+            self.servers.append(ActionServer(n, cls, f"/franka_gripper/{name}", self._executor(name, cls),
+                                             callback_group=self.group))
+        self.servers.append(ActionServer(n, ErrorRecovery, "/action_server/error_recovery",
+                                         self._executor("error_recovery", ErrorRecovery), callback_group=self.group))
         self.target_pub = n.create_publisher(PoseStamped, topics.TARGET_POSE, qos.CONTROL)
         self.gripper_pub = n.create_publisher(JointState, topics.GRIPPER_COMMAND, qos.CONTROL)
         n.create_timer(0.01, self._publish, callback_group=self.group)
@@ -193,15 +210,7 @@ class FakeFranka(Peer):
 def franka(ros):
     peer = FakeFranka()
     proc = start_bridge({"robot": "franka", "franka.target_topic": "/cartesian_impedance/target_pose"})
-    try:
-        assert wait_for(lambda: peer.got["ee"] or proc.poll() is not None, 60), "no state snapshot"
-        assert proc.poll() is None, proc.stdout.read()
-        assert wait_for(lambda: peer.target_pub.get_subscription_count() > 0, 20)
-        yield peer, proc
-    finally:
-        out = stop(proc)
-        peer.close()
-        assert "Traceback" not in out, out
+    yield from bridge_with_peer(peer, proc)
 
 
 class TestFranka:
@@ -330,8 +339,8 @@ class FakeUR(Peer):
         self.record("grip", JointState, topics.ROBOT_GRIPPER_STATE, qos.SENSOR)
         self.record("status", String, topics.ROBOT_STATUS, qos.CONTROL)
         if with_gripper:
-            ActionServer(n, GripperCommand, "/robotiq_gripper_controller/gripper_cmd", self._gripper,
-                         callback_group=self.group)
+            self.servers.append(ActionServer(n, GripperCommand, "/robotiq_gripper_controller/gripper_cmd",
+                                             self._gripper, callback_group=self.group))
         self.record("servo_pose", PoseStamped, "/servo_node/pose_target_cmds", SYSTEM_DEFAULT)
         for name in ("/dashboard_client/unlock_protective_stop", "/dashboard_client/play"):
             n.create_service(Trigger, name, self._service(name), callback_group=self.group)
@@ -381,15 +390,7 @@ def ur_robot(ros):
     peer = FakeUR()
     proc = start_bridge({"robot": "ur", "ur.command_mode": "servo_twist", "ur.unlock_delay_s": 0.3,
                          "ur.twist_gain": 2.0})
-    try:
-        assert wait_for(lambda: peer.got["ee"] or proc.poll() is not None, 60), "no state snapshot"
-        assert proc.poll() is None, proc.stdout.read()
-        assert wait_for(lambda: peer.target_pub.get_subscription_count() > 0, 20)
-        yield peer, proc
-    finally:
-        out = stop(proc)
-        peer.close()
-        assert "Traceback" not in out, out
+    yield from bridge_with_peer(peer, proc)
 
 
 class TestUR:
@@ -458,15 +459,7 @@ class TestUR:
 def ur_servo_pose(ros):
     peer = FakeUR(with_gripper=False)
     proc = start_bridge({"robot": "ur", "ur.command_mode": "servo_pose"})
-    try:
-        assert wait_for(lambda: peer.got["ee"] or proc.poll() is not None, 60), "no state snapshot"
-        assert proc.poll() is None, proc.stdout.read()
-        assert wait_for(lambda: peer.target_pub.get_subscription_count() > 0, 20)
-        yield peer, proc
-    finally:
-        out = stop(proc)
-        peer.close()
-        assert "Traceback" not in out, out
+    yield from bridge_with_peer(peer, proc)
 
 
 class TestURServoPose:

@@ -700,3 +700,43 @@ def test_config_yaml_matches_defaults_and_rejects_typos(tmp_path):
         load_configs(bad)
     with pytest.raises(ValueError):
         make_agent("ppo", ToyActor(), ToyCritic())
+
+
+def test_return_bounds_clamp_the_td_target():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    batch = common.to_torch(random_batch(rng))
+    batch["discount"] = torch.full_like(batch["reward"], 0.9)
+    targets = {}
+    for bounds in (None, (0.0, 1.0)):
+        agent = RLPD(ToyActor(), ToyCritic(ensemble=2), RLPDConfig(target_noise=0.0, return_bounds=bounds), seed=0)
+        for p in agent.critic_target.parameters():   # an overestimating target critic: Q >> 1
+            p.data.add_(3.0)
+        targets[bounds] = agent.update_critic(batch, prepared=True)["q_target_mean"]
+    assert targets[None] > 1.5
+    assert 0.0 <= targets[(0.0, 1.0)] <= 1.0
+
+
+def test_learner_deploys_a_polyak_average_of_the_actor():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    demo_buf, online = ToyBuffer(), ToyBuffer()
+    demo_buf.add(demos(rng, 50, sparse_reward))
+    online.add(random_batch(rng, 40))
+    cfg = LearnerConfig(algo="rlpd", batch_size=16, warmup_steps=3, learning_starts=0, policy_ema=0.1, seed=0)
+    learner = Learner(ToyActor(), ToyCritic(), cfg, algo_configs={"rlpd": RLPDConfig(utd=1)})
+    assert learner.deployed_actor is not learner.actor
+    learner.warmup(demo_buf)
+    assert same(params_of(learner.deployed_actor), params_of(learner.actor))   # starts at the warm-up policy
+    before = params_of(learner.deployed_actor)
+    learner.train_step(online, demo_buf)
+    after, actor = params_of(learner.deployed_actor), params_of(learner.actor)
+    for b, a, x in zip(before, after, actor):   # one update: ema = 0.9 * old + 0.1 * actor
+        torch.testing.assert_close(a, 0.9 * b + 0.1 * x)
+    assert not same(after, actor)
+    published = learner.actor_state_dict()
+    assert all(torch.equal(published[k], v) for k, v in learner.deployed_actor.state_dict().items())
+    plain = Learner(ToyActor(), ToyCritic(), LearnerConfig(policy_ema=0.0))
+    assert plain.deployed_actor is plain.actor
+    with pytest.raises(Exception):
+        LearnerConfig(policy_ema=1.0)

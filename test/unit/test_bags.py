@@ -372,8 +372,9 @@ def test_rebuild_does_not_depend_on_receive_order(tmp_path):
     s.write(tmp_path / "ordered").close()
     shuffled = list(s.stream)
     for i, (topic, msg) in enumerate(list(shuffled)):
-        if topic == topics.EPISODE_EVENTS and msg.event in (1, 2, 7) and i >= 2:
-            shuffled[i - 2], shuffled[i - 1], shuffled[i] = shuffled[i], shuffled[i - 2], shuffled[i - 1]
+        if topic == topics.EPISODE_EVENTS and msg.event in (1, 2, 7):   # terminal: move it before the last command
+            last_cmd = max(j for j in range(i) if shuffled[j][0] == topics.COMMAND)
+            shuffled.insert(last_cmd, shuffled.pop(i))
     first_pose = next(m for t, m in s.stream if t == topics.OBJECT_POSES)
     from resrl.msg import TrackedObjects
     resent = TrackedObjects(header=first_pose.header, objects=[])      # a later, different copy

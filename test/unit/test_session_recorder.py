@@ -146,3 +146,16 @@ def test_evaluation_block_stops_at_first_failure():
         kind, seed = full.next_episode()
         full.record(EpisodeRecord(len(full.records), kind, seed, 10, kind == "train", 0))
     assert full.eval_results == [(40, 0, 3)]
+
+
+def test_commands_stamped_before_the_terminal_still_count_when_they_arrive_after_it():
+    online = ReplayBuffer(SPEC, 1000)
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))
+    rec.add_command(_cmd(1))
+    rec.set_terminal(Terminal(300, success=True, reward=1.0, truncated=False))   # event overtook command 2
+    rec.add_command(_cmd(2))          # stamped 200 < 300: part of the episode
+    rec.add_command(_cmd(3))          # stamped 300: at the terminal observation, not an action
+    assert rec.pump()
+    ep = next(online.episodes())
+    assert len(ep.action) == 2
+    np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 300])

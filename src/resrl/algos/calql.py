@@ -33,12 +33,12 @@ Per update (batch of B transitions, heads e = 1..E, residual bound xi):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
-from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss, frozen,
+from resrl.algos.common import (AgentBase, bound_returns, clamp_residual, clipped_noise, expectile_loss, frozen,
                                 min_over_subset, q_and_v)
 from resrl.algos.intervention import bc_loss
 
@@ -75,6 +75,7 @@ class CalQLConfig:
     v_weight: float = 1.0
     augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
     residual_clip: Optional[float] = None  # residual bound; None = the actor's xi (1.0 if unknown)
+    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 class CalQL(AgentBase):
@@ -97,6 +98,7 @@ class CalQL(AgentBase):
             next_a = next_obs["base_action"] + next_res
             next_q = min_over_subset(self.critic_target.q(next_obs, next_a), cfg.target_subset, self.generator)
             target = b["reward"] + b["discount"] * next_q
+            target = bound_returns(target, cfg.return_bounds)
 
         # --- candidate actions for the CQL regulariser ------------------------------------
         with torch.no_grad():

@@ -228,6 +228,16 @@ def min_over_subset(qs: Tensor, subset: int, generator: torch.Generator | None =
     return qs.index_select(0, idx).min(dim=0).values
 
 
+def bound_returns(target: Tensor, bounds) -> Tensor:
+    """Clamp TD targets to the range returns can take (``[lo, hi]``; None: unbounded). With a
+    sparse 0/1 success reward every return lies in [0, 1]; bootstrapping past that is pure
+    overestimation, which the actor's Q-gradient would chase."""
+    if bounds is None:
+        return target
+    lo, hi = bounds
+    return target.clamp(min=float(lo), max=float(hi))
+
+
 def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
     """IQL asymmetric L2: |tau - 1(diff < 0)| * diff**2, with diff = target - prediction."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)

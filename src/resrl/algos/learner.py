@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from resrl.algos.calql import CalQL, CalQLConfig
-from resrl.algos.common import PRECISIONS, AgentBase, mixed_sample
+from resrl.algos.common import PRECISIONS, AgentBase, Polyak, make_target, mixed_sample
 from resrl.algos.rlpd import RLPD, RLPDConfig
 from resrl.algos.td3 import TD3, TD3Config
 from resrl.configs import ConfigError, from_dict, load_yaml, section
@@ -46,6 +46,10 @@ class LearnerConfig:
     warmup_steps: int = 2000  # Cal-QL offline updates on the demos before going online (0: none)
     learning_starts: int = 256  # transitions (online + offline) required before train_step learns
     publish_every: int = 1  # policy_version += 1 every this many actor updates
+    # > 0: the deployed residual (published, checkpointed as "residual") is a Polyak average of the
+    # trained actor, updated at this rate per actor update; it smooths the iterate-to-iterate swings
+    # of the last-mile correction that a sparse-reward critic causes. 0: deploy the last iterate.
+    policy_ema: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"  # "bf16": autocast the forward passes (about 2x matmul speed on AVX512-BF16 CPUs)
     seed: int = 0
@@ -57,6 +61,8 @@ class LearnerConfig:
             raise ConfigError(f"learner.offline_ratio must be in [0, 1], got {self.offline_ratio}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"learner.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 <= self.policy_ema < 1.0:
+            raise ConfigError(f"learner.policy_ema must be in [0, 1), got {self.policy_ema}")
         if self.batch_size < 1 or self.publish_every < 1 or self.warmup_steps < 0:
             raise ConfigError("learner: batch_size and publish_every must be >= 1, warmup_steps >= 0")
 
@@ -108,6 +114,8 @@ class Learner:
         self.num_updates = 0  # critic updates made by train_step (warm-up excluded)
         self.num_warmup_updates = 0
         self._actor_updates_unpublished = 0
+        self._policy_ema = make_target(self.agent.actor) if self.config.policy_ema > 0 else None
+        self._ema_step = Polyak(self._policy_ema, self.agent.actor) if self._policy_ema is not None else None
 
     @classmethod
     def from_yaml(cls, path: str | Path, actor: nn.Module, critic: nn.Module,
@@ -121,6 +129,11 @@ class Learner:
     @property
     def actor(self) -> nn.Module:
         return self.agent.actor
+
+    @property
+    def deployed_actor(self) -> nn.Module:
+        """What the residual node runs: the Polyak-averaged actor (policy_ema > 0) or the actor."""
+        return self._policy_ema if self._policy_ema is not None else self.agent.actor
 
     @property
     def critic(self) -> nn.Module:
@@ -149,6 +162,7 @@ class Learner:
         self.num_warmup_updates += steps
         if agent is not self.agent:
             self.agent.sync_targets()
+        self.reset_policy_average()   # the average starts at the warm-started policy
         self.policy_version += 1
         self._actor_updates_unpublished = 0
         return {**metrics, "warmup_steps": float(steps), "policy_version": float(self.policy_version)}
@@ -171,17 +185,24 @@ class Learner:
         metrics = self.agent.update(batches)
         self.num_updates += utd
         self._actor_updates_unpublished += self.agent.actor_updates - actor_before
+        if self._ema_step is not None and self.agent.actor_updates > actor_before:
+            self._ema_step(self.config.policy_ema)
         if self._actor_updates_unpublished >= self.config.publish_every:
             self.policy_version += 1
             self._actor_updates_unpublished = 0
         return {**metrics, "num_updates": float(self.num_updates), "policy_version": float(self.policy_version)}
 
+    def reset_policy_average(self) -> None:
+        """Restart the deployed average at the current actor (after a warm-up or a loaded checkpoint)."""
+        if self._ema_step is not None:
+            self._ema_step(1.0)
+
     def explore(self, residual: torch.Tensor) -> torch.Tensor:
         return self.agent.explore(residual)
 
     def actor_state_dict(self) -> dict[str, torch.Tensor]:
-        """Detached CPU copy of the actor weights, for publishing."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.agent.actor.state_dict().items()}
+        """Detached CPU copy of the deployed actor's weights, for publishing."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.deployed_actor.state_dict().items()}
 
     def state_dict(self) -> dict:
         out = {"agent": self.agent.state_dict(), "policy_version": self.policy_version,
@@ -189,6 +210,8 @@ class Learner:
                "algo": self.config.algo}
         if self._warmup_agent is not None and self._warmup_agent is not self.agent:
             out["warmup_agent"] = self._warmup_agent.state_dict()
+        if self._policy_ema is not None:
+            out["policy_ema"] = self._policy_ema.state_dict()
         return out
 
     def load_state_dict(self, state: Mapping) -> None:
@@ -197,6 +220,8 @@ class Learner:
         self.agent.load_state_dict(state["agent"])
         if "warmup_agent" in state:
             self.warmup_agent.load_state_dict(state["warmup_agent"])
+        if self._policy_ema is not None:
+            self._policy_ema.load_state_dict(state.get("policy_ema", self.agent.actor.state_dict()))
         self.policy_version = int(state["policy_version"])
         self.num_updates = int(state["num_updates"])
         self.num_warmup_updates = int(state.get("num_warmup_updates", 0))

@@ -25,12 +25,12 @@ Losses (one update, batch of B transitions, heads e = 1..E):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
-from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss,
+from resrl.algos.common import (AgentBase, bound_returns, clamp_residual, clipped_noise, expectile_loss,
                                 frozen, min_over_subset, q_and_v)
 from resrl.algos.intervention import bc_loss
 
@@ -55,6 +55,7 @@ class RLPDConfig:
     v_weight: float = 1.0
     augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
     residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
+    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 class RLPD(AgentBase):
@@ -73,6 +74,7 @@ class RLPD(AgentBase):
             next_q = self.critic_target.q(next_obs, next_obs["base_action"] + next_res)  # (E, B)
             next_q = min_over_subset(next_q, cfg.target_subset, self.generator)  # REDQ min of 2
             target = b["reward"] + b["discount"] * next_q
+            target = bound_returns(target, cfg.return_bounds)
 
         q, _, v = q_and_v(self.critic, obs, b["action"])  # (E, B), -, (B,): one trunk pass
         td_loss = (q - target).pow(2).mean(dim=1).sum()

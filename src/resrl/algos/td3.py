@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
-from resrl.algos.common import (AgentBase, clamp_residual, clipped_noise, expectile_loss,
+from resrl.algos.common import (AgentBase, bound_returns, clamp_residual, clipped_noise, expectile_loss,
                                 frozen, q_and_v)
 from resrl.algos.intervention import bc_loss
 
@@ -47,6 +47,7 @@ class TD3Config:
     v_weight: float = 1.0
     augment_pad: int = 4
     residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
+    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 class TD3(AgentBase):
@@ -68,6 +69,7 @@ class TD3(AgentBase):
             if cfg.twin_heads > 0:
                 next_q = next_q[: cfg.twin_heads]
             target = b["reward"] + b["discount"] * next_q.min(dim=0).values  # clipped double Q
+            target = bound_returns(target, cfg.return_bounds)
 
         q, _, v = q_and_v(self.critic, obs, b["action"])  # (E, B), -, (B,): one trunk pass
         td_loss = (q - target).pow(2).mean(dim=1).sum()

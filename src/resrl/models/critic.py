@@ -17,10 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from resrl.actions import ACTION_DIM, POSE_DIM, STATE_DIM
+from resrl.actions import ACTION_DIM
 from resrl.models.config import ModelConfig
 from resrl.models.encoders import ImageObsTrunk, mlp
-from resrl.models.residual import mask_low_confidence
+from resrl.models.residual import mask_low_confidence, object_centric_dim, object_centric_input
 
 
 class EnsembleLinear(nn.Module):
@@ -72,14 +72,13 @@ class ObjectObsTrunk(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.conf_threshold = cfg.conf_threshold
-        in_dim = cfg.num_objects * POSE_DIM + STATE_DIM + ACTION_DIM
-        self.net = nn.Sequential(nn.Linear(in_dim, cfg.object_trunk_dim),
+        self.net = nn.Sequential(nn.Linear(object_centric_dim(cfg.num_objects), cfg.object_trunk_dim),
                                  nn.LayerNorm(cfg.object_trunk_dim), nn.Tanh())
         self.out_dim = cfg.object_trunk_dim
 
     def forward(self, obs: Mapping[str, Tensor]) -> Tensor:
         poses = mask_low_confidence(obs["object_poses"], obs["object_conf"], self.conf_threshold)
-        return self.net(torch.cat([poses, obs["state"], obs["base_action"]], dim=-1))
+        return self.net(object_centric_input(poses, obs["state"], obs["base_action"]))
 
 
 class Critic(nn.Module):

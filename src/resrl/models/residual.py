@@ -98,6 +98,23 @@ def mask_low_confidence(poses: Tensor, conf: Tensor, threshold: float) -> Tensor
     return torch.where(keep[..., None], p, torch.zeros((), dtype=p.dtype, device=p.device)).flatten(-2)
 
 
+def object_centric_input(poses: Tensor, state: Tensor, base_action: Tensor) -> Tensor:
+    """The object-centric MLP input: [poses (K*7), state (7), a_base (7)] plus the same geometry in
+    the gripper's terms -- each object's position relative to the EE (K*3, zero for a lost object)
+    and the VLA intent a_base - state (7). The corrections are functions of these differences; with
+    ~20 demos an MLP fed only absolute coordinates has to rediscover the subtraction per region of
+    the workspace and generalises poorly to object / target placements the demos did not cover.
+    ``poses`` must already be confidence-masked (lost objects are all-zero)."""
+    p = _split_poses(poses, poses.shape[-1] // POSE_DIM)
+    present = (p.abs().sum(-1, keepdim=True) > 0).to(p.dtype)
+    rel = (p[..., :3] - state[..., None, :3]) * present
+    return torch.cat([poses, state, base_action, rel.flatten(-2), base_action - state], dim=-1)
+
+
+def object_centric_dim(num_objects: int) -> int:
+    return num_objects * (POSE_DIM + 3) + STATE_DIM + 2 * ACTION_DIM
+
+
 class PoseAugmentation:
     """Hierarchical-uniform pose noise + per-object pose dropout, on (..., K*7) poses
     [pos(3), quat xyzw(4)] per object. Also used by the sim pose tracker, hence numpy in ->
@@ -161,15 +178,15 @@ class PoseAugmentation:
 
 
 class ObjectCentricResidualPolicy(ResidualPolicyBase):
-    """Object-centric residual: MLP over [object poses, state, base_action] -> a_res."""
+    """Object-centric residual: MLP over [object poses, state, base_action] (+ their differences,
+    see ``object_centric_input``) -> a_res."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         self.num_objects = cfg.num_objects
         self.conf_threshold = cfg.conf_threshold
         self.augment = PoseAugmentation.from_config(cfg)
-        in_dim = cfg.num_objects * POSE_DIM + STATE_DIM + ACTION_DIM
-        self.head = BoundedHead(in_dim, cfg.actor_hidden, cfg.xi, cfg.layer_norm)
+        self.head = BoundedHead(object_centric_dim(cfg.num_objects), cfg.actor_hidden, cfg.xi, cfg.layer_norm)
 
     def pose_input(self, obs: Mapping[str, Tensor]) -> Tensor:
         """The pose vector the MLP sees: augmented in training, confidence-masked always."""
@@ -179,4 +196,4 @@ class ObjectCentricResidualPolicy(ResidualPolicyBase):
         return mask_low_confidence(poses, obs["object_conf"], self.conf_threshold)
 
     def forward(self, obs: Mapping[str, Tensor]) -> Tensor:  # -> (B, 7)
-        return self.head(torch.cat([self.pose_input(obs), obs["state"], obs["base_action"]], dim=-1))
+        return self.head(object_centric_input(self.pose_input(obs), obs["state"], obs["base_action"]))

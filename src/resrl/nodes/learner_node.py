@@ -80,6 +80,9 @@ class LearnerNode(Node):
         spec = obs_spec(self.obs_mode, self.model_cfg)
         self.online = ReplayBuffer(spec, capacity, self.run_dir / "replay" / "online", gamma, n_step, "online")
         self.offline = ReplayBuffer(spec, capacity, self.run_dir / "replay" / "demos", gamma, n_step, "demos")
+        # Bag mode: rosbag2 sessions / teleop demos (comma-separated folders) join the replay first.
+        self._ingest_bags([b.strip() for b in p("offline_bags", "").value.split(",") if b.strip()],
+                          p("bag_tolerance_ms", 50.0).value)
         try:
             learner_cfg, algo_cfgs = load_configs(learner_yaml or self._share("config/learner.yaml"))
         except (ConfigError, FileNotFoundError) as exc:
@@ -108,9 +111,9 @@ class LearnerNode(Node):
                                          # The learner may trail the loop while it trains: keep a
                                          # whole episode of observation parts, not the last few.
                                          history=p("obs_history", 1000).value)
-        self.create_subscription(CommandedAction, topics.COMMAND, self._on_command, qos.CONTROL)
+        self.create_subscription(CommandedAction, topics.COMMAND, self._on_command, qos.RECORDED)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
-        self.create_subscription(GateState, topics.GATE_STATE, self._on_gate, qos.CONTROL)
+        self.create_subscription(GateState, topics.GATE_STATE, self._on_gate, qos.RECORDED)
         self.weights_pubs = {m: self.create_publisher(PolicyWeights, t, qos.LATCHED)
                              for m, t in (("residual", topics.RESIDUAL_WEIGHTS), ("critic", topics.CRITIC_WEIGHTS))}
         self.reset_client = self.create_client(ResetEpisode, topics.RESET_EPISODE)
@@ -124,6 +127,23 @@ class LearnerNode(Node):
         self.t_start = time.monotonic()
         self.get_logger().info(f"learner up: algo={algo} session={self.session_mode} run_dir={self.run_dir} "
                                f"replay online={len(self.online)} demos={len(self.offline)}")
+
+    def _ingest_bags(self, bags, tolerance_ms: float) -> None:
+        from resrl.bags import BagError, RebuildConfig, read_bag, rebuild
+        cfg = RebuildConfig(obs_mode=self.obs_mode, num_objects=self.model_cfg.num_objects,
+                            conf_threshold=self.model_cfg.conf_threshold, image_size=self.model_cfg.image_size,
+                            tolerance_ms=tolerance_ms, control_rate_hz=1e9 / self.period_ns)
+        for bag in bags:
+            try:
+                data = read_bag(bag)
+                report = rebuild(data, self.online, self.offline, cfg)
+            except BagError as exc:
+                self.get_logger().error(f"offline bag skipped: {exc}")
+                continue
+            for issue in data.issues:
+                self.get_logger().warning(f"bag issue: {issue}")
+            self.get_logger().info(f"bag {bag}: {report.episodes} episodes, {report.steps} steps, "
+                                   f"{report.successes} successes ({report.source})")
 
     @staticmethod
     def _share(rel: str) -> str:
@@ -219,7 +239,7 @@ class LearnerNode(Node):
         version = self.learner.policy_version
         if version <= self.published_version:
             return
-        for model, module in (("residual", self.learner.actor), ("critic", self.learner.critic)):
+        for model, module in (("residual", self.learner.deployed_actor), ("critic", self.learner.critic)):
             payload, sha = pack_weights(module)
             msg = PolicyWeights(model=model, version=version, format="torch_state_dict",
                                 config_json=self.model_cfg.to_json(), payload=payload, sha256=sha)
@@ -332,7 +352,7 @@ class LearnerNode(Node):
     def _checkpoint(self, path: Optional[Path] = None) -> Path:
         path = path or self.run_dir / "checkpoints" / "final.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(path, {"residual": self.learner.actor, "critic": self.learner.critic}, self.model_cfg,
+        save_checkpoint(path, {"residual": self.learner.deployed_actor, "critic": self.learner.critic}, self.model_cfg,
                         self.learner.policy_version, {"updates": self.learner.num_updates})
         return path
 
@@ -371,6 +391,7 @@ class LearnerNode(Node):
                 self.learner.actor.load_state_dict(states["residual"])
                 self.learner.critic.load_state_dict(states["critic"])
                 self.learner.agent.sync_targets()
+                self.learner.reset_policy_average()
                 self.learner.policy_version = max(self.learner.policy_version, version) + 1
                 self.plan.warmup_done = True
                 self._publish_weights()

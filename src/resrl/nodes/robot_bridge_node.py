@@ -77,7 +77,7 @@ class PendingCall:
 
     def poll(self) -> Tuple[bool, bool, str]:
         if not self.done and time.monotonic() > self.deadline:
-            self.finish(False, f"{self.what}: no answer before the timeout")
+            self.finish(False, "no answer before the timeout")
         return self.done, self.ok, f"{self.what}: {self.message}"
 
 

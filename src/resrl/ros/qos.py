@@ -11,7 +11,12 @@ EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=H
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
 
-RELIABLE_SENSOR = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# Lockstep sim: reliable, and deep enough that a reader busy for a few seconds (the learner while
+# it trains) loses nothing: a reliable KEEP_LAST writer drops unacknowledged samples past depth.
+RELIABLE_SENSOR = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# The per-step command / gate-state stream: every CommandedAction is a replay transition, so the
+# recording side must not lose one while it lags (same reasoning as RELIABLE_SENSOR).
+RECORDED = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
 def sensor(node) -> QoSProfile:

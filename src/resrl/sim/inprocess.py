@@ -20,7 +20,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ class InProcessSession:
 
     def _acting(self) -> None:
         """Snapshot the learner's networks as the nodes' copies (weights are published per episode)."""
-        self.actor = copy.deepcopy(self.learner.actor).eval()
+        self.actor = copy.deepcopy(self.learner.deployed_actor).eval()
         self.critic = copy.deepcopy(self.learner.critic).eval()
 
     def _observe(self, raw: dict, a_vla: np.ndarray) -> dict:

@@ -1,0 +1,37 @@
+"""resrl.sim.inprocess: the sim session wired by calls (what benchmarks/table1.py sweeps)."""
+import numpy as np
+
+from resrl.sim.inprocess import InProcessConfig, InProcessSession
+
+TINY = dict(session={"num_demos": 2, "eval_every": 1, "eval_episodes": 2, "max_env_steps": 120,
+                     "eval_trigger_streak": 100},
+            learner={"batch_size": 16, "warmup_steps": 3, "learning_starts": 16})
+
+
+def test_session_runs_demos_warmup_train_and_eval():
+    s = InProcessSession(InProcessConfig(mode="vgm", seed=1, **TINY), log=lambda line: None)
+    result = s.run()
+    kinds = [e["kind"] for e in result["episodes"]]
+    assert kinds[:2] == ["demo", "demo"] and "train" in kinds and "eval" in kinds
+    assert s.learner.num_warmup_updates == 3 and s.learner.num_updates > 0
+    demos = list(s.offline.episodes())
+    assert len(demos) == 2 and all(ep.success for ep in demos)       # the scripted expert succeeds
+    for ep in demos:   # takeovers: the target is a_human - a_VLA, the expert's bounded last-mile correction
+        assert ep.intervention.all()
+        assert np.abs(ep.residual[:, :3]).max() <= 0.03 + 1e-6 and np.abs(ep.residual[:, :3]).max() > 1e-3
+        assert not np.allclose(ep.residual, ep.action - ep.obs["base_action"][:-1])   # pre-clamp, not executed
+    online = list(s.online.episodes())
+    assert len(online) == sum(k != "demo" for k in kinds) and not any(ep.intervention.any() for ep in online)
+    assert all(0.0 <= e["mean_lambda"] <= 1.0 for e in result["episodes"])
+    assert result["train_steps"] + sum(e["steps"] for e in result["episodes"] if e["kind"] == "eval") \
+        == result["env_steps"]
+
+
+def test_base_only_never_learns_and_applies_no_residual():
+    s = InProcessSession(InProcessConfig(mode="base_only", seed=2, **TINY), log=lambda line: None)
+    result = s.run()
+    assert s.learner.num_updates == 0
+    for ep in s.online.episodes():
+        np.testing.assert_array_equal(ep.lambda_, 0.0)
+        np.testing.assert_array_equal(ep.residual, 0.0)
+    assert all(e["mean_lambda"] == 0.0 for e in result["episodes"] if e["kind"] != "demo")
