@@ -181,8 +181,8 @@ def plot(runs: list, arms: list, path: Path, eval_episodes: int) -> None:
     plt.close(fig)
 
 
-def write_markdown_section(path: Path, text: str) -> None:
-    start, end = "<!-- table1:start -->", "<!-- table1:end -->"
+def write_markdown_section(path: Path, text: str, marker: str = "table1") -> None:
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     body = path.read_text() if path.exists() else ""
     block = f"{start}\n{text}\n{end}"
     if start in body and end in body:
@@ -210,6 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--graph-timeout-s", type=int, default=1800)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "table1"))
     ap.add_argument("--markdown", default="", help="write the table into this file between table1 markers")
+    ap.add_argument("--tag", default="", help="suffix of the output files (e.g. _ablations)")
     args = ap.parse_args(argv)
 
     table = {**ARMS, **ABLATIONS}
@@ -230,12 +231,13 @@ def main(argv=None) -> int:
     result = {"backend": args.backend, "seeds": args.seeds, "static_lambdas": args.static_lambdas,
               "max_env_steps": args.max_env_steps, "eval_every": args.eval_every, "full_eval": args.full_eval,
               "wall_s": round(time.monotonic() - t0, 1), "rows": rows, "runs": runs}
-    (out / f"table1_{args.backend}.json").write_text(json.dumps(result, indent=1))
-    plot(runs, arms, out / f"table1_{args.backend}.png", args.eval_episodes)
+    stem = f"table1_{args.backend}{args.tag}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(runs, arms, out / f"{stem}.png", args.eval_episodes)
     md = markdown(rows, runs, args)
-    (out / f"table1_{args.backend}.md").write_text(md + "\n")
+    (out / f"{stem}.md").write_text(md + "\n")
     if args.markdown:
-        write_markdown_section(Path(args.markdown), md)
+        write_markdown_section(Path(args.markdown), md, f"table1{args.tag}")
     print(json.dumps({"backend": args.backend, "wall_s": result["wall_s"], "rows": rows}))
     return 0
 

@@ -25,7 +25,7 @@ def plot_run(metrics_path: Path, out_dir: Path) -> list:
         ax.plot(x, np.convolve(s, np.ones(k) / k, mode="full")[:len(s)], label=f"train success (last {k})")
     if data.get("eval_blocks"):
         ex, es, en = zip(*data["eval_blocks"])
-        ax.plot(ex, np.array(es) / np.array(en), "o-", label="evaluation success")
+        ax.plot(ex, np.array(es) / np.array(en), "o-", label="evaluation: successes / attempted (a block stops at its first failure)")
     ax.set_xlabel("env steps (online)")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.05, 1.05)

@@ -1,5 +1,8 @@
 """LeRobotDataset export: episode selection, the v3.0 layout, and loading the data back."""
+import importlib
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,11 +102,22 @@ def test_export_layout_and_data_load_back(replay):
         export_lerobot(list(online.episodes()), out, "task")
 
 
-def test_loads_in_lerobot(replay):
-    """The real check: lerobot's own loader. lerobot 0.4 (the last release for Python 3.11) imports
-    torchvision at module level; PyPI's torchvision wheels for torch 2.13 are CUDA builds whose
-    operators do not load beside the CPU torch, so where that is the case this test is skipped."""
-    lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
+def _import_lerobot_dataset(monkeypatch):
+    """lerobot 0.4 (the last release for Python 3.11) imports torchvision at module level; where
+    no working torchvision is installed (PyPI's wheels for torch 2.13 are CUDA builds) the
+    ToTensor stand-in in test/stand_ins/torchvision_stand_in takes its place for this import."""
+    try:
+        import torchvision.transforms  # noqa: F401
+    except Exception:
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "stand_ins" / "torchvision_stand_in"))
+    return importlib.import_module("lerobot.datasets.lerobot_dataset")
+
+
+def test_loads_in_lerobot(replay, monkeypatch):
+    """The real check: lerobot's own LeRobotDataset loads the export (requirements-nodeps.txt)."""
+    lerobot_dataset = _import_lerobot_dataset(monkeypatch)
     tmp_path, online, _ = replay
     out = tmp_path / "ds"
     info = export_lerobot(select(online.episodes(), ["success"]), out, "pick", fps=10)

@@ -248,12 +248,12 @@ class LearnerNode(Node):
         self.published_version = version
 
     def _warmup(self):
-        """Cal-QL on the demos, in slices so a shutdown request is honoured within a second."""
+        """Cal-QL on the demos, in slices of 10 updates so a shutdown request is honoured quickly."""
         steps = self.learner.config.warmup_steps
         self.get_logger().info(f"Cal-QL warm-up: {steps} updates on {len(self.offline)} demo transitions")
         t0, done, metrics = time.monotonic(), 0, {}
         while done < steps and not self._stop.is_set():
-            n = min(100, steps - done)
+            n = min(10, steps - done)
             metrics = self.learner.warmup(self.offline, steps=n) or metrics
             done += n
         self.warmup_s = time.monotonic() - t0
@@ -371,7 +371,7 @@ class LearnerNode(Node):
         except Exception as exc:
             self.get_logger().error(f"plots failed: {exc}")
         self.get_logger().info(f"session finished ({self.plan.finished_reason}); checkpoint {ckpt}")
-        self._stop.set()
+        self._stop_trainer()
         rclpy.try_shutdown()
 
     def _on_save(self, request, response):
@@ -400,8 +400,14 @@ class LearnerNode(Node):
             response.success, response.message = False, f"{request.path}: {exc}"
         return response
 
-    def on_shutdown(self):
+    def _stop_trainer(self):
+        """Let an update in flight finish: a process exiting under a running torch op aborts."""
         self._stop.set()
+        if self._trainer is not threading.current_thread():
+            self._trainer.join(timeout=60)
+
+    def on_shutdown(self):
+        self._stop_trainer()
 
 
 def main(args=None):
