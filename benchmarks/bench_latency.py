@@ -5,8 +5,8 @@
 Starts the sim_vgm graph with the sim robot on a wall-clock timer (``lockstep: false``) at
 ``--rate`` Hz, no demos (the residual runs from its zero-initialised weights: the cost of a
 forward pass does not depend on the weights), and observes the topics from this process. Every
-message of one control step carries the observation's stamp, so per step we take the wall time
-at which this observer received
+message of one control step carries the observation's stamp, so per step we take the DDS source
+timestamp (the publisher's clock at publish time, same host) of
 
     obs      the EE pose of step t (what every node waits for)            /franka_robot_state_broadcaster/current_pose
     color    the camera frame of step t                                   /camera/camera/color/image_raw
@@ -15,8 +15,8 @@ at which this observer received
     command  the arbiter's CommandedAction of step t                      /resrl/command
 
 and reports p50/p99 of: depth node (depth - color), residual node (residual - max(obs, depth)),
-arbiter (command - max(obs, residual)) and end to end (command - obs). The observer's own receive
-delay is common to both ends of each difference. The learner runs beside the graph in object mode
+arbiter (command - max(obs, residual)) and end to end (command - obs). Source timestamps keep this
+observer's own queueing out of the numbers. The learner runs beside the graph in object mode
 (it competes for the 2 cores, as in a session); in image mode it is disabled (image learning is
 for a GPU machine). Excluded by construction: the depth model (``depth.source: sensor``) and the VLA
 (scripted, prefetched); ``--depth-anything`` also times Depth-Anything-V2 (Small architecture,
@@ -82,10 +82,9 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int) ->
     node = rclpy.create_node("latency_observer")
 
     def mark(part):
-        def cb(msg):
-            now = time.perf_counter()
+        def cb(msg, info):   # rclpy passes MessageInfo to two-argument callbacks
             with lock:
-                seen[stamp_to_ns(msg.header.stamp)].setdefault(part, now)
+                seen[stamp_to_ns(msg.header.stamp)].setdefault(part, info["source_timestamp"] * 1e-9)
         return cb
 
     sensor = qos.RELIABLE_SENSOR   # sim_vgm.yaml: reliable sensors
@@ -112,6 +111,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int) ->
     with lock:
         steps = dict(seen)
     executor.shutdown()
+    spin.join(timeout=5)
     node.destroy_node()
     rclpy.try_shutdown()
     proc.send_signal(2)

@@ -4,12 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def quat_to_rotvec(q) -> np.ndarray:
+def unit_quat(q) -> np.ndarray:
+    """[x, y, z, w] normalised; ValueError for a zero or non-finite quaternion."""
     q = np.asarray(q, dtype=np.float64)
     n = np.linalg.norm(q)
     if not np.isfinite(n) or n < 1e-12:
         raise ValueError(f"invalid quaternion {q.tolist()}")
-    x, y, z, w = q / n
+    return q / n
+
+
+def quat_to_rotvec(q) -> np.ndarray:
+    x, y, z, w = unit_quat(q)
     if w < 0:  # shortest rotation
         x, y, z, w = -x, -y, -z, -w
     s = np.sqrt(max(1.0 - w * w, 0.0))

@@ -29,3 +29,14 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
 def spawn_python(script: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> str:
+    """SIGINT (a clean node shutdown), then kill after ``timeout``; returns the process output."""
+    proc.send_signal(2)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out

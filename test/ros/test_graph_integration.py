@@ -19,6 +19,22 @@ from resrl.ros import qos
 from rosutil import ROOT
 
 
+def run_session(specs, tmp_path, timeout_s: float):
+    """Start the graph, wait for the learner to finish its session, stop everything.
+    Returns (learner exit code or None, every node's exit code, every node's log text)."""
+    graph = GraphProcess(specs, share=ROOT, log_dir=tmp_path / "logs")
+    graph.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and graph.poll()["replay_learner"] is None:
+            time.sleep(0.5)
+        learner_rc = graph.poll()["replay_learner"]
+    finally:
+        codes = graph.stop()
+    logs = {p.stem: p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log")}
+    return learner_rc, codes, logs
+
+
 @pytest.mark.timeout(300)
 def test_short_session_through_the_node_graph(tmp_path):
     specs = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "run_dir": str(tmp_path)})
@@ -38,19 +54,12 @@ def test_short_session_through_the_node_graph(tmp_path):
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
-    graph = GraphProcess(specs, share=ROOT, log_dir=tmp_path / "logs")
-    graph.start()
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and graph.poll()["replay_learner"] is None:
-            time.sleep(0.5)
-        learner_rc = graph.poll()["replay_learner"]
+        learner_rc, codes, logs = run_session(specs, tmp_path, 240)
     finally:
-        codes = graph.stop()
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()
-    logs = {p.stem: p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log")}
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
     data = json.loads((tmp_path / "metrics.json").read_text())
     kinds = [e["kind"] for e in data["episodes"]]
@@ -112,16 +121,7 @@ def test_image_mode_session_through_the_node_graph(tmp_path):
             spec.overrides.update({"session_plan.num_demos": 1, "session_plan.max_env_steps": 30,
                                    "session_plan.eval_every": 1000, "learner.warmup_steps": 2,
                                    "learner.batch_size": 8, "learner.learning_starts": 8})
-    graph = GraphProcess(specs, share=ROOT, log_dir=tmp_path / "logs")
-    graph.start()
-    try:
-        deadline = time.monotonic() + 330
-        while time.monotonic() < deadline and graph.poll()["replay_learner"] is None:
-            time.sleep(0.5)
-        learner_rc = graph.poll()["replay_learner"]
-    finally:
-        codes = graph.stop()
-    logs = {p.stem: p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log")}
+    learner_rc, codes, logs = run_session(specs, tmp_path, 330)
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
     from resrl.replay import ReplayBuffer
     for name in ("demos", "online"):

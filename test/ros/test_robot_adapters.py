@@ -33,7 +33,7 @@ from std_srvs.srv import Trigger
 from resrl import topics
 from resrl.ros import qos
 from resrl.ros.convert import numpy_to_pose, pose_to_numpy
-from rosutil import wait_for
+from rosutil import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "stand_ins"))
@@ -68,16 +68,6 @@ def start_bridge(params: dict) -> subprocess.Popen:
                             env=stand_ins.subprocess_env(), start_new_session=True)
 
 
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(2)
-    try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out
-
-
 def bridge_with_peer(peer, proc):
     """Fixture body: wait until the bridge talks to the fake driver, hand both over, clean up."""
     try:
@@ -86,7 +76,7 @@ def bridge_with_peer(peer, proc):
         assert wait_for(lambda: peer.target_pub.get_subscription_count() > 0, 20)
         yield peer, proc
     finally:
-        out = stop(proc)
+        out = stop_process(proc)
         peer.close()
         assert "Traceback" not in out, out
 
@@ -514,7 +504,7 @@ def test_franka_graph_starts_and_holds_without_robot_state(ros, tmp_path):
         last = statuses(peer, 0.0)[-1]
         assert last["state"] == "holding" and "no ee_pose received yet" in last["reason"], last
     finally:
-        out = stop(proc)
+        out = stop_process(proc)
         peer.close()
     assert proc.returncode == 0, out
     assert "Traceback" not in out, out

@@ -21,7 +21,7 @@ from resrl import topics
 from resrl.msg import ActionChunk
 from resrl.ros import qos
 from resrl.ros.convert import numpy_to_image
-from rosutil import install_prefix, wait_for
+from rosutil import install_prefix, stop_process, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stand_ins"))
 from openpi_server import OpenPIServerStandIn, eef_policy  # noqa: E402
@@ -129,11 +129,6 @@ def test_vla_node_survives_slow_and_dead_server_and_reconnects():
         feed.close()
         rclpy.shutdown()
         server.stop()
-        proc.send_signal(2)
-        try:
-            out, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+        out = stop_process(proc)
     assert proc.returncode == 0, out
     assert "VLA inference failed" in out and "Traceback" not in out, out

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from resrl.geometry import unit_quat
+
 
 def quat_to_rotmat(q) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    n = np.linalg.norm(q)
-    if not np.isfinite(n) or n < 1e-12:
-        raise ValueError(f"invalid quaternion {q.tolist()}")
-    x, y, z, w = q / n
+    x, y, z, w = unit_quat(q)
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
