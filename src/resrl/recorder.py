@@ -65,6 +65,9 @@ class EpisodeRecorder:
     def set_terminal(self, terminal: Terminal) -> None:
         if self.terminal is None:
             self.terminal = terminal
+            # The arbiter may already have answered the terminal observation (its command raced
+            # the terminal event): that command acts on no step of this episode.
+            self.queue = deque(c for c in self.queue if c.stamp_ns < terminal.stamp_ns)
 
     def _store_step(self, cmd: Command, next_obs: dict, reward: float, done: bool, truncated: bool) -> None:
         # A takeover teaches the residual the human's intent, a_human - a_VLA, measured before the
@@ -83,6 +86,11 @@ class EpisodeRecorder:
         """Store whatever is complete; returns True once the episode has been written entirely."""
         while self.queue:
             cmd = self.queue[0]
+            if self._started and self.terminal is None and len(self.queue) < 2:
+                # o(cmd) ends the transition of the previous command; it is a plain (non-terminal)
+                # observation only if the loop went on past it, i.e. a later command exists.
+                # Until then it could still turn out to be the terminal one.
+                return False
             obs = self.get_obs(cmd.stamp_ns, cmd.base_action)
             if obs is None:
                 return False

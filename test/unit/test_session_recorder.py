@@ -159,3 +159,17 @@ def test_commands_stamped_before_the_terminal_still_count_when_they_arrive_after
     ep = next(online.episodes())
     assert len(ep.action) == 2
     np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 300])
+
+
+def test_a_command_for_the_terminal_observation_that_beats_the_terminal_event_is_not_stored():
+    online = ReplayBuffer(SPEC, 1000)
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))
+    for s in (1, 2, 3):                 # command 3 answers o_3 -- which is the terminal observation
+        rec.add_command(_cmd(s))
+        assert not rec.pump()
+    assert len(online) == 1             # o_1 -> o_2 only: o_3 is not known to be non-terminal yet
+    rec.set_terminal(Terminal(300, success=False, reward=0.0, truncated=True))
+    assert rec.pump()
+    ep = next(online.episodes())
+    assert len(ep.action) == 2 and ep.truncated[-1]
+    np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 300])
