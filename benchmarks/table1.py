@@ -151,7 +151,7 @@ def markdown(rows: list, runs: list, args) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list, arms: list, path: Path, eval_episodes: int) -> None:
+def plot(runs: list, arms: list, path: Path, eval_episodes: int, full_eval: bool = False) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -172,7 +172,8 @@ def plot(runs: list, arms: list, path: Path, eval_episodes: int) -> None:
         line, = ax.plot(grid, np.nanmean(ys, axis=0), label=f"{arm} (n={len(curves)})")
         ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("online train env steps (10 Hz)")
-    ax.set_ylabel(f"evaluation success (of {eval_episodes})")
+    ax.set_ylabel(f"evaluation successes / {eval_episodes}\n(a block stops at its first failure)" if not full_eval
+                  else f"evaluation successes / {eval_episodes}")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=8)
     ax.set_title("pick_place: mean over seeds, band = min..max")
@@ -211,7 +212,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "table1"))
     ap.add_argument("--markdown", default="", help="write the table into this file between table1 markers")
     ap.add_argument("--tag", default="", help="suffix of the output files (e.g. _ablations)")
+    ap.add_argument("--replot", default="", help="only redraw the PNG of an existing result JSON")
     args = ap.parse_args(argv)
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text())
+        plot(result["runs"], [r["arm"] for r in result["rows"]], Path(args.replot).with_suffix(".png"),
+             args.eval_episodes, result.get("full_eval", False))
+        return 0
 
     table = {**ARMS, **ABLATIONS}
     for lam in args.static_lambdas:
@@ -233,7 +240,7 @@ def main(argv=None) -> int:
               "wall_s": round(time.monotonic() - t0, 1), "rows": rows, "runs": runs}
     stem = f"table1_{args.backend}{args.tag}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    plot(runs, arms, out / f"{stem}.png", args.eval_episodes)
+    plot(runs, arms, out / f"{stem}.png", args.eval_episodes, args.full_eval)
     md = markdown(rows, runs, args)
     (out / f"{stem}.md").write_text(md + "\n")
     if args.markdown:

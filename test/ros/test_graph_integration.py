@@ -134,3 +134,19 @@ def test_image_mode_session_through_the_node_graph(tmp_path):
     assert "residual weights v" in logs["residual_policy"] and "critic weights v" in logs["vgm_arbiter"]
     assert not any("Traceback" in t for t in logs.values()), [n for n, t in logs.items() if "Traceback" in t]
     assert all(c == 0 for c in codes.values()), codes
+
+
+@pytest.mark.timeout(300)
+def test_base_only_session_runs_to_its_budget_without_learning(tmp_path):
+    """mode:=base_only (Table I's frozen-VLA arm): episodes keep coming although nothing trains."""
+    specs = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "run_dir": str(tmp_path), "mode": "base_only"})
+    for spec in specs:
+        if spec.name == "replay_learner":
+            spec.overrides.update({"session_plan.num_demos": 1, "session_plan.max_env_steps": 150,
+                                   "session_plan.eval_every": 1000})
+    learner_rc, codes, logs = run_session(specs, tmp_path, 240)
+    assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["finished_reason"] == "step budget" and data["updates"] == 0 and data["warmup_updates"] == 0
+    assert all(e["mean_lambda"] == 0.0 for e in data["episodes"] if e["kind"] == "train")
+    assert all(c == 0 for c in codes.values()), codes

@@ -207,7 +207,7 @@ class LearnerNode(Node):
                 self.get_logger().error(f"episode {self.episode['id']}: cannot store ({exc}); aborted")
                 rec.abort()
                 return
-            if rec.kind != "demo":
+            if rec.kind != "demo" and self.train_enabled:   # base_only / learner off: nothing to train
                 self.credits += (rec.steps - before) * self.updates_per_step
             if done:
                 self._episode_done(rec)
@@ -217,6 +217,10 @@ class LearnerNode(Node):
         while not self._stop.is_set():
             with self.lock:
                 warmup = self.plan.needs_warmup()
+            if warmup and not self.train_enabled:
+                with self.lock:
+                    self.plan.warmup_done = True   # base_only / learner off: the demos are only recorded
+                continue
             if warmup:
                 self._warmup()
                 continue
