@@ -56,7 +56,7 @@ def test_recorded_bag_replays_into_the_learners_transitions(tmp_path):
         pubs = {}
         for topic in {t for t, _ in session.stream}:
             profile = (qos.EVENTS if topic == topics.EPISODE_EVENTS else
-                       qos.CONTROL if topic == topics.COMMAND else qos.RELIABLE_SENSOR)
+                       qos.RECORDED if topic == topics.COMMAND else qos.RELIABLE_SENSOR)   # as the arbiter
             pubs[topic] = node.create_publisher(message_class(SESSION_TOPICS[topic]), topic, profile)
         # Learner (5 topics) and recorder (all) must both listen before anything is sent.
         ready = wait_for(lambda: all(p.get_subscription_count() >= 2 for p in pubs.values()) or
