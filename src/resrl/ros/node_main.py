@@ -20,6 +20,11 @@ def run_node(node_cls, args=None, threads: int = 2) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT/SIGTERM shut the context down under a spinning executor (rclpy can then raise
+        # RCLError "context is not valid" instead of ExternalShutdownException): a normal exit.
     finally:
         if node is not None:
             try:
