@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Optional
 
@@ -97,6 +98,7 @@ class LearnerNode(Node):
         self.plan = SessionPlan(self.session_cfg, seed)
         self.lock = threading.RLock()
         self.recorder: Optional[EpisodeRecorder] = None
+        self.early_commands: deque = deque(maxlen=200)   # commands that overtook their episode's START
         self.episode = {"id": 0, "kind": "train", "seed": 0, "gates": []}
         self.credits = 0
         self.warmup_s = 0.0
@@ -161,6 +163,10 @@ class LearnerNode(Node):
                 self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
                                                 {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]})
                 self.episode.update(id=msg.episode_id, kind=kind, gates=[])
+                early = [c for c in self.early_commands if c.episode_id == msg.episode_id]
+                self.early_commands = deque(c for c in self.early_commands if c.episode_id > msg.episode_id)
+                for cmd in sorted(early, key=lambda c: c.step):
+                    self._record_command(cmd)
             elif msg.event in TERMINAL and (self.recorder is None or msg.episode_id != self.episode["id"]):
                 self.get_logger().warning(f"terminal event for unrecorded episode {msg.episode_id} (missed START)")
                 if self.state == "running":
@@ -176,16 +182,24 @@ class LearnerNode(Node):
 
     def _on_command(self, msg: CommandedAction):
         with self.lock:
+            if msg.episode_id > self.episode["id"]:
+                # Commands and episode events travel on different topics: the first commands of an
+                # episode can overtake its START. Keep them until the START arrives.
+                self.early_commands.append(msg)
+                return
             if self.recorder is None or msg.episode_id != self.episode["id"]:
                 return
-            self.recorder.add_command(Command(
-                step=int(msg.step), stamp_ns=stamp_to_ns(msg.header.stamp),
-                action=np.asarray(msg.action, np.float32), base_action=np.asarray(msg.base_action, np.float32),
-                residual=np.asarray(msg.residual_action, np.float32),
-                lambda_=float(np.mean(msg.lambda_per_dim)) if len(msg.lambda_per_dim) else 0.0,
-                intervention=bool(msg.intervention),
-                composed=np.asarray(msg.composed_action, np.float32) if len(msg.composed_action) == 7 else None))
+            self._record_command(msg)
         self._pump()
+
+    def _record_command(self, msg: CommandedAction):
+        self.recorder.add_command(Command(
+            step=int(msg.step), stamp_ns=stamp_to_ns(msg.header.stamp),
+            action=np.asarray(msg.action, np.float32), base_action=np.asarray(msg.base_action, np.float32),
+            residual=np.asarray(msg.residual_action, np.float32),
+            lambda_=float(np.mean(msg.lambda_per_dim)) if len(msg.lambda_per_dim) else 0.0,
+            intervention=bool(msg.intervention),
+            composed=np.asarray(msg.composed_action, np.float32) if len(msg.composed_action) == 7 else None))
 
     def _on_gate(self, msg: GateState):
         with self.lock:
