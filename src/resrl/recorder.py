@@ -39,11 +39,14 @@ class Terminal:
 
 class EpisodeRecorder:
     def __init__(self, kind: str, buffers: List, get_obs: Callable[[int, np.ndarray], Optional[dict]],
-                 meta: Optional[dict] = None):
+                 meta: Optional[dict] = None, period_ns: Optional[int] = None):
         self.kind = kind
         self.buffers = list(buffers)
         self.get_obs = get_obs
         self.meta = dict(meta or {}, kind=kind)
+        # Control period on a stamp grid: the terminal transition waits for the command that acted on
+        # the observation right before the terminal one (the terminal event can overtake it).
+        self.period_ns = period_ns
         self.queue: Deque[Command] = deque()
         self.prev: Optional[Command] = None
         self.terminal: Optional[Terminal] = None
@@ -82,8 +85,9 @@ class EpisodeRecorder:
         self.steps += 1
         self.interventions += int(cmd.intervention)
 
-    def pump(self, offline_buffer=None) -> bool:
-        """Store whatever is complete; returns True once the episode has been written entirely."""
+    def pump(self, offline_buffer=None, force: bool = False) -> bool:
+        """Store whatever is complete; returns True once the episode has been written entirely.
+        ``force``: finish with the commands that came (the caller gave the missing one up)."""
         while self.queue:
             cmd = self.queue[0]
             if self._started and self.terminal is None and len(self.queue) < 2:
@@ -105,6 +109,8 @@ class EpisodeRecorder:
         if self.terminal is None or self.prev is None:
             return False
         t = self.terminal
+        if self.period_ns and not force and self.prev.stamp_ns + self.period_ns < t.stamp_ns:
+            return False
         obs = self.get_obs(t.stamp_ns, self.prev.base_action)
         if obs is None:
             return False

@@ -173,3 +173,21 @@ def test_a_command_for_the_terminal_observation_that_beats_the_terminal_event_is
     ep = next(online.episodes())
     assert len(ep.action) == 2 and ep.truncated[-1]
     np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 300])
+
+
+def test_on_a_step_grid_the_terminal_transition_waits_for_the_last_command():
+    online = ReplayBuffer(SPEC, 1000)
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base), period_ns=100)
+    for s in (1, 2):
+        rec.add_command(_cmd(s))
+    rec.set_terminal(Terminal(400, success=True, reward=1.0, truncated=False))   # overtook command 3
+    assert not rec.pump()                  # o_2 -> o_4 would skip a step: wait for command 3
+    rec.add_command(_cmd(3))
+    assert rec.pump()
+    ep = next(online.episodes())
+    np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 300, 400])
+    lost = EpisodeRecorder("train", [ReplayBuffer(SPEC, 1000)], lambda stamp, base: _obs(stamp, base), period_ns=100)
+    for s in (1, 2):
+        lost.add_command(_cmd(s))
+    lost.set_terminal(Terminal(400, success=True, reward=1.0, truncated=False))
+    assert not lost.pump() and lost.pump(force=True)   # the node gives command 3 up after a while

@@ -69,6 +69,9 @@ class LearnerNode(Node):
         gamma = p("replay.gamma", 0.99).value
         n_step = p("replay.n_step", 1).value
         self.updates_per_step = p("updates_per_step", 1).value
+        # Stamps on the control-period grid, one command per step (lockstep sim, robot bridge):
+        # an episode's last transition then waits for a last command that the terminal event overtook.
+        self.step_grid = p("step_grid", False).value
         self.startup_wait_s = p("startup_wait_s", 3.0).value
         self.terminal_wait_s = p("terminal_wait_s", 5.0).value
         self.terminal_wall = 0.0
@@ -161,7 +164,8 @@ class LearnerNode(Node):
                 kind = msg.note or "train"
                 buffers = [self.offline] if kind == "demo" else [self.online]
                 self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
-                                                {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]})
+                                                {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]},
+                                                period_ns=self.period_ns if self.step_grid else None)
                 self.episode.update(id=msg.episode_id, kind=kind, gates=[])
                 early = [c for c in self.early_commands if c.episode_id == msg.episode_id]
                 self.early_commands = deque(c for c in self.early_commands if c.episode_id > msg.episode_id)
@@ -310,6 +314,11 @@ class LearnerNode(Node):
             rec = self.recorder
             if (self.state == "running" and rec is not None and rec.terminal is not None and not rec.finished
                     and time.monotonic() - self.terminal_wall > self.terminal_wait_s):
+                # The command for the last step never came: finish with the ones that did.
+                if rec.pump(self.offline, force=True):
+                    self.get_logger().warning(f"episode {self.episode['id']}: stored without its last command")
+                    self._episode_done(rec)
+                    return
                 # The terminal observation never completed (a lost message): drop the episode rather
                 # than store a transition with a wrong next observation, and go on.
                 self.get_logger().error(
