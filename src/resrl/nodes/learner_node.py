@@ -72,6 +72,7 @@ class LearnerNode(Node):
         # Stamps on the control-period grid, one command per step (lockstep sim, robot bridge):
         # an episode's last transition then waits for a last command that the terminal event overtook.
         self.step_grid = p("step_grid", False).value
+        self.wait_for_nodes = [n for n in p("wait_for_nodes", "").value.split(",") if n]   # before episode 1
         self.startup_wait_s = p("startup_wait_s", 3.0).value
         self.terminal_wait_s = p("terminal_wait_s", 5.0).value
         self.terminal_wall = 0.0
@@ -356,6 +357,8 @@ class LearnerNode(Node):
         """Discovery takes a moment: an episode started before every node listens loses its START."""
         if time.monotonic() - self.t_start < self.startup_wait_s or not self.reset_client.service_is_ready():
             return False
+        if any(name not in self.get_node_names() for name in self.wait_for_nodes):
+            return False   # e.g. the session bag recorder: a bag must hold the whole session
         return all(self.count_publishers(t) > 0 for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL))
 
     def _publish_weights_if_idle(self):
