@@ -473,11 +473,11 @@ class TestURServoPose:
     def test_ur_servo_pose_command_is_clamped(self, ur_servo_pose):
         peer, _ = ur_servo_pose
         t0 = time.monotonic()
-        peer.send_target([0.5, 0.0, 0.9])          # above the box and far away
-        assert wait_for(lambda: peer.since("servo_pose", t0), 5)
+        assert keep_sending_until(peer, [0.5, 0.0, 0.9], lambda: peer.since("servo_pose", t0))   # above the box, far
         msg = peer.since("servo_pose", t0)[0]
         assert msg.header.frame_id == "base"
         np.testing.assert_allclose(pose_to_numpy(msg.pose)[:3], [0.5, 0.0, 0.3 + MAX_SPEED / RATE_HZ], atol=1e-5)
+        time.sleep(1.0)   # let the targets in flight drain before the next test watches for silence
 
     def test_ur_reset_fails_clearly_without_a_gripper_server(self, ur_servo_pose):
         from resrl.srv import ResetEpisode
