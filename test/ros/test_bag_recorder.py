@@ -116,6 +116,9 @@ def test_killed_recorder_leaves_a_readable_bag(tmp_path):
             pub.publish(EpisodeEvent(event=EpisodeEvent.START, episode_id=i, note="train"))
             time.sleep(0.01)
         time.sleep(1.0)          # several flush periods
+        # ... and on a loaded machine wait until a flush has reached the disk before the kill.
+        wait_for(lambda: any(f.stat().st_size > 0 for f in (tmp_path / "bag").glob("*.mcap")), 10, 0.1)
+        time.sleep(0.5)
         recorder.send_signal(signal.SIGKILL)
         recorder.wait(timeout=10)
     finally:
