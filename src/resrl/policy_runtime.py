@@ -95,9 +95,15 @@ class PolicyRuntime:
         """(Q_i(s, a_VLA + a_res), Q_i(s, a_VLA), V(s)) for the VGM gates."""
         with self._lock:
             module = self.module
-        a_comb = a_vla if a_res is None else a_vla + a_res
-        # One encoder pass: Q for both actions (N=2, B=1) and V.
-        actions = torch.from_numpy(np.stack([a_comb, a_vla]).astype(np.float32))[:, None]
-        q, v = module.q_and_v(to_batch(obs, self.cfg.obs_mode), actions)   # (E, 2, 1), (1,)
-        q = q[..., 0].numpy()
-        return q[:, 0], q[:, 1], float(v[0])
+        return gate_inputs(module, obs, a_vla, a_res, self.cfg.obs_mode)
+
+
+@torch.inference_mode()
+def gate_inputs(critic: torch.nn.Module, obs: Dict[str, np.ndarray], a_vla: np.ndarray,
+                a_res: Optional[np.ndarray], obs_mode: str) -> Tuple[np.ndarray, np.ndarray, float]:
+    """(Q_i(s, a_VLA + a_res), Q_i(s, a_VLA), V(s)) in one encoder pass (Q on N=2 actions, B=1)."""
+    a_comb = a_vla if a_res is None else a_vla + a_res
+    actions = torch.from_numpy(np.stack([a_comb, a_vla]).astype(np.float32))[:, None]
+    q, v = critic.q_and_v(to_batch(obs, obs_mode), actions)   # (E, 2, 1), (1,)
+    q = q[..., 0].numpy()
+    return q[:, 0], q[:, 1], float(v[0])

@@ -31,7 +31,7 @@ from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
 from resrl.models import build_critic, build_residual
 from resrl.models.config import ModelConfig
 from resrl.perception.pose_tracking import SimulatedTracker, TrackerNoiseConfig
-from resrl.policy_runtime import to_batch
+from resrl.policy_runtime import gate_inputs, to_batch
 from resrl.replay import ReplayBuffer, sample_mixed
 from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
 from resrl.sim.franka_env import FrankaTableEnv
@@ -129,12 +129,6 @@ class InProcessSession:
             a_res = np.clip(a_res + noise * self.xi, -self.xi, self.xi)
         return a_res.astype(np.float32)
 
-    @torch.inference_mode()
-    def _critic(self, obs: dict, a_vla: np.ndarray, a_res: np.ndarray):
-        actions = torch.from_numpy(np.stack([a_vla + a_res, a_vla]).astype(np.float32))[:, None]
-        q, v = self.critic.q_and_v(to_batch(obs, "object"), actions)
-        q = q[..., 0].numpy()
-        return q[:, 0], q[:, 1], float(v[0])
 
     def run_episode(self, kind: str, seed: int) -> EpisodeRecord:
         raw = self.env.reset(seed=seed)
@@ -158,7 +152,7 @@ class InProcessSession:
                     else np.zeros(7, np.float32)
                 q_c = q_b = v = None
                 if self.cfg.mode == "vgm":
-                    q_c, q_b, v = self._critic(obs, a_vla, a_res)
+                    q_c, q_b, v = gate_inputs(self.critic, obs, a_vla, a_res, "object")
                 report = self.vgm.step(q_c, q_b, v)
                 candidate = compose(a_vla, a_res, report)
                 lam = float(np.mean(report.lambda_per_dim))
