@@ -16,7 +16,7 @@ from resrl import topics
 from resrl.arbiter.chunks import ChunkConfig
 from resrl.models.config import ModelConfig
 from resrl.msg import EpisodeEvent, PolicyWeights, ResidualAction
-from resrl.policy_runtime import PolicyRuntime, WeightsError
+from resrl.policy_runtime import PolicyRuntime, WeightsError, explore
 from resrl.ros import qos
 from resrl.ros.chunks import ChunkSubscriber
 from resrl.ros.convert import ns_to_stamp
@@ -101,8 +101,7 @@ class ResidualPolicyNode(Node):
             self.get_logger().error(f"residual forward failed: {exc}", throttle_duration_sec=2.0)
             return
         if self.explore:
-            noise = np.clip(self.rng.normal(0.0, self.noise_std, a_res.shape), -self.noise_clip, self.noise_clip)
-            a_res = np.clip(a_res + noise * self.xi, -self.xi, self.xi).astype(np.float32)
+            a_res = explore(a_res, self.xi, self.noise_std, self.noise_clip, self.rng)
         msg = ResidualAction(step=int(step), action=a_res.tolist(), chunk_id=int(info.chunk_id or 0),
                              chunk_step=int(info.row or 0), policy_version=int(self.policy.version),
                              compute_latency_s=float(time.perf_counter() - t0))

@@ -31,6 +31,7 @@ from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
 from resrl.models import build_critic, build_residual
 from resrl.models.config import ModelConfig
 from resrl.perception.pose_tracking import SimulatedTracker, TrackerNoiseConfig
+from resrl.policy_runtime import explore as explore_residual
 from resrl.policy_runtime import gate_inputs, to_batch
 from resrl.replay import ReplayBuffer, sample_mixed
 from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
@@ -124,9 +125,8 @@ class InProcessSession:
     def _residual(self, obs: dict, explore: bool) -> np.ndarray:
         a_res = self.actor(to_batch(obs, "object"))[0].numpy()
         if explore:
-            noise = np.clip(self.noise_rng.normal(0.0, self.cfg.exploration_noise, a_res.shape),
-                            -self.cfg.exploration_noise_clip, self.cfg.exploration_noise_clip)
-            a_res = np.clip(a_res + noise * self.xi, -self.xi, self.xi)
+            return explore_residual(a_res, self.xi, self.cfg.exploration_noise, self.cfg.exploration_noise_clip,
+                                    self.noise_rng)
         return a_res.astype(np.float32)
 
 
