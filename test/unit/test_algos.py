@@ -717,6 +717,34 @@ def test_return_bounds_clamp_the_td_target():
     assert 0.0 <= targets[(0.0, 1.0)] <= 1.0
 
 
+def test_calql_gated_target_scales_the_next_residual_by_the_logged_lambda():
+    torch.manual_seed(0)
+    batch = common.to_torch(random_batch(np.random.default_rng(0)))
+    batch["discount"] = torch.full_like(batch["reward"], 0.9)
+    cfg = dict(target_noise=0.0, target_subset=0, augment_pad=0)
+    actor = ToyActor()
+    nn.init.normal_(actor.net[-1].weight, std=1.0)   # a residual far from zero
+
+    def target(gated, next_lambda):
+        agent = CalQL(actor, ToyCritic(), CalQLConfig(gated_target=gated, **cfg), seed=0)
+        torch.manual_seed(1)
+        for p in agent.critic_target.parameters():
+            p.data.normal_()
+        b = {**batch, "next_lambda": torch.full_like(batch["reward"], next_lambda)}
+        with torch.no_grad():
+            res = actor(b["next_obs"])
+            expect = {lam: (b["reward"] + 0.9 * agent.critic_target.q(
+                b["next_obs"], b["next_obs"]["base_action"] + lam * res).min(0).values).mean()
+                for lam in (0.0, 1.0)}
+        return agent.critic_loss(b)[1]["q_target_mean"], expect
+
+    got, expect = target(True, 0.0)      # lambda' = 0: the next step is the base action alone
+    assert float(got) == pytest.approx(float(expect[0.0]), abs=1e-5)
+    assert float(expect[0.0]) != pytest.approx(float(expect[1.0]), abs=1e-3)
+    got, expect = target(False, 0.0)     # off: the full residual, whatever the arbiter did
+    assert float(got) == pytest.approx(float(expect[1.0]), abs=1e-5)
+
+
 def test_learner_deploys_a_polyak_average_of_the_actor():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -146,6 +146,21 @@ def test_eviction_drops_oldest_whole_episodes_and_bounds_memory():
         small.add_step(np.zeros(7), np.zeros(7), 0.0, 0.0, make_obs(OBJ_SPEC, 0, 5), done=False)
 
 
+def test_next_lambda_is_the_arbiters_lambda_at_the_bootstrap_step():
+    buf = ReplayBuffer(OBJ_SPEC, 100, gamma=0.5, n_step=2)
+    buf.start_episode(make_obs(OBJ_SPEC, 0, 0))
+    lambdas = [0.1, 0.2, 0.3, 0.4, 0.5]
+    for t, lam in enumerate(lambdas):
+        buf.add_step(np.zeros(7), np.zeros(7), lam, 0.0, make_obs(OBJ_SPEC, 0, t + 1),
+                     done=False, truncated=t == 4, intervention=t == 3)
+    buf.end_episode(False)
+    batch = buf.sample(300, np.random.default_rng(0))
+    got = {int(t): float(v) for t, v in zip(batch["obs"]["state"][:, 1], batch["next_lambda"])}
+    # step t bootstraps at t+2: lambda of that step; 1 where a human acted (t+2 = 3) or the
+    # episode has no such step (t = 3, 4).
+    assert got == {0: pytest.approx(0.3), 1: 1.0, 2: pytest.approx(0.5), 3: 1.0, 4: 1.0}
+
+
 def test_mixed_sampling_ratio_and_empty_sides():
     online, offline = ReplayBuffer(OBJ_SPEC, 100), ReplayBuffer(OBJ_SPEC, 100, name="offline")
     rng = np.random.default_rng(0)

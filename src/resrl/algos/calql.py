@@ -5,6 +5,7 @@ Per update (batch of B transitions, heads e = 1..E, residual bound xi):
 
   TD      a'   = base' + clamp(actor(s') + clip(N(0, sigma_t xi), -c_t xi, c_t xi), -xi, xi)
                                                                      (no target actor)
+                 (``gated_target``: base' + lambda' * (...), lambda' the arbiter's at s')
           y    = r_n + discount * min_{e in random subset} Q_targ_e(s', a')
           L_TD = sum_e mean_B (Q_e(s, a) - y)^2                      (a = executed action)
 
@@ -76,6 +77,10 @@ class CalQLConfig:
     augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
     residual_clip: Optional[float] = None  # residual bound; None = the actor's xi (1.0 if unknown)
     return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
+    # Evaluate the gated policy: the next action in the TD target is base' + lambda' * res' with the
+    # lambda the arbiter applied at that step (replay's next_lambda), so Q(s, a_VLA) means "one base
+    # step, then what VGM does", not "then the full residual" (which let the greedy gate close).
+    gated_target: bool = True
 
 
 class CalQL(AgentBase):
@@ -95,6 +100,8 @@ class CalQL(AgentBase):
             next_res = clamp_residual(
                 next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
                                          self.generator), self.limit)
+            if cfg.gated_target and "next_lambda" in b:  # the policy VGM runs: base' + lambda' * res'
+                next_res = b["next_lambda"][:, None] * next_res
             next_a = next_obs["base_action"] + next_res
             next_q = min_over_subset(self.critic_target.q(next_obs, next_a), cfg.target_subset, self.generator)
             target = b["reward"] + b["discount"] * next_q

@@ -233,7 +233,8 @@ class ReplayBuffer:
         Keys: obs, next_obs (dicts of (B, ...) arrays; next_obs is o_{t+h}, h = n_step or fewer at
         an episode's end or the running episode's newest step), action, residual, lambda,
         intervention (of step t), reward (sum_k gamma^k r_{t+k}, k < h), discount (gamma^h, 0 if
-        step t+h-1 is terminal), done (terminal within the window), mc_return.
+        step t+h-1 is terminal), done (terminal within the window), mc_return, next_lambda (the
+        arbiter's lambda at step t+h; 1 when unknown or a human acted there).
         """
         return sample_parts([(self, batch_size)], rng)
 
@@ -260,12 +261,19 @@ class ReplayBuffer:
             np.take(a, obs_slots, axis=0, out=frames[k][obs_rows], mode="wrap")
             np.take(a, next_slots, axis=0, out=frames[k][next_rows], mode="wrap")
         done = tr["done"][last]
+        # lambda the arbiter applied at the bootstrap step t+h (gated-policy TD targets); 1 where
+        # that step is not in memory yet, belongs to another episode, or was a human's action.
+        boot = g + h
+        boot_slots = boot % self.capacity
+        known = ((boot < self._trans_head) & (tr["episode"][boot_slots] == tr["episode"][first])
+                 & ~tr["intervention"][boot_slots].astype(bool))
+        next_lambda = np.where(known, tr["lambda"][boot_slots], 1.0).astype(np.float32)
         return {
             "action": tr["action"][first], "residual": tr["residual"][first],
             "lambda": tr["lambda"][first], "intervention": tr["intervention"][first],
             "reward": (tr["reward"][slots] * valid @ self._gamma_pows).astype(np.float32),
             "discount": np.where(done, 0.0, self.gamma ** h).astype(np.float32),
-            "done": done, "mc_return": tr["mc_return"][first],
+            "done": done, "mc_return": tr["mc_return"][first], "next_lambda": next_lambda,
         }
 
     def episodes(self) -> Iterator[Episode]:

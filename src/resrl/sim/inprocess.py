@@ -20,7 +20,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -53,8 +53,9 @@ class InProcessConfig:
     session: Dict[str, object] = field(default_factory=dict)      # SessionConfig overrides
     model: Dict[str, object] = field(default_factory=dict)        # ModelConfig overrides
     tracker: Dict[str, object] = field(default_factory=dict)      # TrackerNoiseConfig overrides
-    exploration_noise: float = 0.2           # fraction of xi, train episodes (residual node)
-    exploration_noise_clip: float = 0.6
+    # Fraction of xi, train episodes; None: the residual node's value in config/sim_vgm.yaml.
+    exploration_noise: Optional[float] = None
+    exploration_noise_clip: Optional[float] = None
     updates_per_step: int = 1
     replay_gamma: float = 0.97
     replay_n_step: int = 3
@@ -106,6 +107,11 @@ class InProcessSession:
         self.noise_rng = np.random.default_rng(cfg.seed + 7)
         self.xi = np.asarray(self.model_cfg.xi, dtype=np.float32)
         self.train_enabled = cfg.mode != "base_only"
+        residual_p = params["residual_policy"]
+        self.noise = (residual_p["exploration_noise"] if cfg.exploration_noise is None else cfg.exploration_noise,
+                      residual_p["exploration_noise_clip"] if cfg.exploration_noise_clip is None
+                      else cfg.exploration_noise_clip)
+        self.last_outcome = ""
         self._acting()
 
     def _acting(self) -> None:
@@ -125,8 +131,7 @@ class InProcessSession:
     def _residual(self, obs: dict, explore: bool) -> np.ndarray:
         a_res = self.actor(to_batch(obs, "object"))[0].numpy()
         if explore:
-            return explore_residual(a_res, self.xi, self.cfg.exploration_noise, self.cfg.exploration_noise_clip,
-                                    self.noise_rng)
+            return explore_residual(a_res, self.xi, *self.noise, self.noise_rng)
         return a_res.astype(np.float32)
 
 
@@ -179,6 +184,12 @@ class InProcessSession:
                 break
         for buf in buffers:
             buf.end_episode(success)
+        if not success:   # why it failed, for the log: where the object ended up
+            gap = np.linalg.norm(info["object_pose"][:2] - info["target_pose"][:2])
+            self.last_outcome = (f" failed: grasped={int(info['grasped'])} object-target {gap * 100:.1f} cm"
+                                 f" object z {info['object_pose'][2] * 100:.1f} cm {info['failure'] or ''}")
+        else:
+            self.last_outcome = ""
         g = np.asarray(gates, np.float32).reshape(-1, 3)
         activity = {n: float(g[:, i].mean()) if len(g) else 0.0 for i, n in enumerate(("greedy", "regress", "escape"))}
         return EpisodeRecord(index=len(self.plan.records), kind=kind, seed=seed, steps=steps, success=success,
@@ -208,7 +219,7 @@ class InProcessSession:
             self.log(f"episode {rec.index:4d} {kind:5s} steps={rec.steps:3d} success={int(rec.success)} "
                      f"train_sr20={self.plan.train_success_rate():.2f} env_steps={self.plan.env_steps} "
                      f"lambda={rec.mean_lambda:.2f} gates(g/r/e)={rec.gate_activity.get('greedy', 0):.2f}/"
-                     f"{rec.gate_activity.get('regress', 0):.2f}/{rec.gate_activity.get('escape', 0):.2f}")
+                     f"{rec.gate_activity.get('regress', 0):.2f}/{rec.gate_activity.get('escape', 0):.2f}{self.last_outcome}")
         return {"episodes": [r.__dict__ for r in self.plan.records], "eval_blocks": self.plan.eval_results,
                 "eval_train_steps": self.plan.eval_train_steps, "train_steps": self.plan.train_steps,
                 "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
