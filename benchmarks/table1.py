@@ -21,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +98,10 @@ def _run_inprocess(job):
 def _run_graph(job):
     name, mode, vgm, seed, args = job
     run_dir = Path(args.out) / "graph_runs" / f"{name}-seed{seed}"
+    if args.resume and (run_dir / "metrics.json").is_file():   # a finished run of an earlier call
+        return summarize(name, seed, json.loads((run_dir / "metrics.json").read_text()), args.eval_episodes)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)   # a half-written run (replay, bag) must not be resumed into
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = _session_overrides(args, mode)
     params = {"vgm_arbiter": {"ros__parameters": {f"vgm.{k}": v for k, v in vgm.items()}},
@@ -111,8 +116,9 @@ def _run_graph(job):
     t0 = time.monotonic()
     with open(run_dir / "graph.log", "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=args.graph_timeout_s, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} seed {seed}: graph exited {proc.returncode}, see {run_dir / 'graph.log'}")
+    if proc.returncode != 0 or not (run_dir / "metrics.json").is_file():
+        print(f"{name} seed {seed}: graph exited {proc.returncode}, see {run_dir / 'graph.log'}", file=sys.stderr)
+        return {**summarize(name, seed, {}, args.eval_episodes), "error": f"graph exited {proc.returncode}"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.setdefault("wall_s", time.monotonic() - t0)
     return summarize(name, seed, metrics, args.eval_episodes)
@@ -212,6 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "table1"))
     ap.add_argument("--markdown", default="", help="write the table into this file between table1 markers")
     ap.add_argument("--tag", default="", help="suffix of the output files (e.g. _ablations)")
+    ap.add_argument("--resume", action="store_true", help="graph backend: reuse runs whose metrics.json exists")
     ap.add_argument("--replot", default="", help="only redraw the PNG of an existing result JSON")
     args = ap.parse_args(argv)
     if args.replot:
@@ -233,7 +240,11 @@ def main(argv=None) -> int:
         with mp.get_context("spawn").Pool(max(1, args.workers)) as pool:
             runs = pool.map(_run_inprocess, jobs, chunksize=1)
     else:
-        runs = [_run_graph(job) for job in jobs]
+        runs = []
+        for job in jobs:   # sequential: one graph at a time; --resume skips finished runs
+            runs.append(_run_graph(job))
+            print(json.dumps({k: runs[-1][k] for k in ("arm", "seed", "solved", "train_steps_to_solve",
+                                                       "final_success", "wall_s")}), flush=True)
     rows = aggregate(runs, arms)
     result = {"backend": args.backend, "seeds": args.seeds, "static_lambdas": args.static_lambdas,
               "max_env_steps": args.max_env_steps, "eval_every": args.eval_every, "full_eval": args.full_eval,

@@ -19,6 +19,11 @@ from resrl.ros import qos
 from rosutil import ROOT
 
 
+def sim_params() -> dict:
+    import yaml
+    return yaml.safe_load((ROOT / "config" / "sim_vgm.yaml").read_text())
+
+
 def run_session(specs, tmp_path, timeout_s: float):
     """Start the graph, wait for the learner to finish its session, stop everything.
     Returns (learner exit code or None, every node's exit code, every node's log text)."""
@@ -93,9 +98,10 @@ def test_short_session_through_the_node_graph(tmp_path):
     from resrl.nodes.learner_node import obs_spec
     from resrl.replay import ReplayBuffer
     assert (tmp_path / "bag" / "metadata.yaml").is_file() and list((tmp_path / "bag").glob("*.mcap"))
-    spec = obs_spec("object", ModelConfig(obs_mode="object"))
+    num_objects = sim_params()["/**"]["ros__parameters"]["model"]["num_objects"]   # cube + target zone
+    spec = obs_spec("object", ModelConfig(obs_mode="object", num_objects=num_objects))
     bag_online, bag_demos = ReplayBuffer(spec, 10_000), ReplayBuffer(spec, 10_000)
-    rebuild(read_bag(tmp_path / "bag"), bag_online, bag_demos, RebuildConfig())
+    rebuild(read_bag(tmp_path / "bag"), bag_online, bag_demos, RebuildConfig(num_objects=num_objects))
     live = {name: list(ReplayBuffer.load(tmp_path / "replay" / name, 10_000).episodes()) for name in ("demos", "online")}
     for name, from_bag in (("demos", bag_demos), ("online", bag_online)):
         replayed = list(from_bag.episodes())
@@ -104,6 +110,8 @@ def test_short_session_through_the_node_graph(tmp_path):
             np.testing.assert_array_equal(a.action, b.action)
             np.testing.assert_array_equal(a.reward, b.reward)
             np.testing.assert_array_equal(a.obs["object_poses"], b.obs["object_poses"])
+            assert a.obs["object_poses"].shape[1] == 7 * num_objects
+            assert np.abs(b.obs["object_poses"][:, 7:10]).sum(axis=1).mean() > 0.3   # the zone is tracked
     # new weights reached the other processes over topics (their version changed)
     assert "residual weights v" in logs["residual_policy"] and "critic weights v" in logs["vgm_arbiter"]
     assert {c.policy_version for c in auto} - {0}, "commands never came from an updated residual"

@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from resrl import topics
 from resrl.msg import EpisodeEvent, TrackedObjectPose, TrackedObjects
 from resrl.obs_assembly import ObservationAssembler
-from resrl.perception.pose_tracking import (IDENTITY_POSE, DetectionTrackerConfig, SimulatedTracker,
+from resrl.perception.pose_tracking import (IDENTITY_POSE, DetectionTrackerConfig, SimulatedTrackers,
                                            TrackerNoiseConfig, detections_to_objects)
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, numpy_to_pose, pose_to_numpy, stamp_to_ns
@@ -37,8 +37,9 @@ class PoseTrackerNode(Node):
         super().__init__("pose_tracker")
         self.backend = self.declare_parameter("tracker.backend", "sim").value
         self.input_topic = self.declare_parameter("tracker.input_topic", topics.OBJECT_POSES_GT).value
-        cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
-        self.tracker = SimulatedTracker(cfg, self.declare_parameter("seed", 0).value + 11)
+        self.noise_cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
+        self.seed = self.declare_parameter("seed", 0).value
+        self.trackers = SimulatedTrackers(self.noise_cfg, self.seed + 11)   # one per object id
         self.last_output = None        # (stamp, TrackedObjects) of the sim path, for re-sent frames
         self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.sensor(self))
         if self.backend == "detection3d":
@@ -124,7 +125,7 @@ class PoseTrackerNode(Node):
 
     def _on_event(self, msg: EpisodeEvent):
         if msg.event == EpisodeEvent.START:
-            self.tracker.reset()
+            self.trackers.reset()
             if self.backend == "foundationpose":
                 self.pose_tracker.reset()   # the object was moved: segment and register again
 
@@ -144,7 +145,7 @@ class PoseTrackerNode(Node):
                                                      confidence=0.0, valid=False))
                 continue
             if self.backend == "sim":
-                pose, conf, valid = self.tracker.track(gt)
+                pose, conf, valid = self.trackers.track(obj.object_id, gt)
             else:
                 pose, conf, valid = gt, obj.confidence, obj.valid
             out.objects.append(TrackedObjectPose(header=obj.header, object_id=obj.object_id,

@@ -32,6 +32,7 @@ from resrl.ros import qos
 from resrl.ros.convert import camera_info, ns_to_stamp, numpy_to_image, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.sim.franka_env import FrankaTableEnv
+from resrl.sim.franka_env import tracked_objects
 from resrl.sim.scripted import ScriptedExpert, load_task_config
 from resrl.srv import ResetEpisode
 
@@ -207,8 +208,9 @@ class SimRobotNode(Node):
         self.task_pub.publish(String(data=json.dumps(info)))
         gt = TrackedObjects()
         gt.header.stamp, gt.header.frame_id = stamp, self.base_frame
-        gt.objects.append(TrackedObjectPose(header=gt.header, object_id="cube",
-                                            pose=numpy_to_pose(obs["object_poses"]), confidence=1.0, valid=True))
+        for object_id, pose in tracked_objects(self.env.cfg.task, obs):
+            gt.objects.append(TrackedObjectPose(header=gt.header, object_id=object_id,
+                                                pose=numpy_to_pose(pose), confidence=1.0, valid=True))
         self.gt_pub.publish(gt)
         if "image" in obs:
             intr = self.env.camera_intrinsics()

@@ -10,7 +10,7 @@ Consumers zero poses whose confidence is below their threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -109,3 +109,21 @@ class SimulatedTracker:
         # Confidence falls with the episode's noise level: a sloppier track reports less certainty.
         conf = 1.0 - 0.5 * (self.pos_scale / max(c.max_pos_noise_m, 1e-9))
         return np.concatenate([pos, rotvec_to_quat(rot)]).astype(np.float32), float(conf), True
+
+
+class SimulatedTrackers:
+    """One ``SimulatedTracker`` per object id (own noise level and track losses), created on first
+    sight in a fixed seed order: the first object keeps ``seed``, the i-th gets ``seed + 1000 i``."""
+
+    def __init__(self, cfg: TrackerNoiseConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
+        self.by_id: Dict[str, SimulatedTracker] = {}
+
+    def reset(self) -> None:
+        for tracker in self.by_id.values():
+            tracker.reset()
+
+    def track(self, object_id: str, pose: np.ndarray):
+        if object_id not in self.by_id:
+            self.by_id[object_id] = SimulatedTracker(self.cfg, self.seed + 1000 * len(self.by_id))
+        return self.by_id[object_id].track(pose)

@@ -32,7 +32,7 @@ import math
 import weakref
 from pathlib import Path
 from string import Template
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -213,6 +213,16 @@ def check_success(cfg: SimConfig, object_pose, target_pose, grasped: bool, gripp
     resting = object_speed <= cfg.rest_speed
     released = (not grasped) or gripper_width >= 2.0 * h + 0.006
     return bool(in_zone and on_table and resting and released)
+
+
+def tracked_objects(task: str, obs: Dict[str, Any]) -> List[Tuple[str, np.ndarray]]:
+    """Ground-truth poses a pose tracker follows in this task, in slot order: the cube and, in
+    pick_place, the target zone (on a real cell: the bowl or marker FoundationPose tracks). The
+    residual needs the zone: the base policy stops short of it by a target-dependent amount."""
+    out = [("cube", np.asarray(obs["object_poses"], np.float32))]
+    if task == "pick_place":
+        out.append(("target_zone", np.asarray(obs["target_pose"], np.float32)))
+    return out
 
 
 # ----------------------------------------------------------------------------- env

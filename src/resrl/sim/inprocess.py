@@ -30,12 +30,12 @@ from resrl.arbiter.safety import SafetyConfig, SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
 from resrl.models import build_critic, build_residual
 from resrl.models.config import ModelConfig
-from resrl.perception.pose_tracking import SimulatedTracker, TrackerNoiseConfig
+from resrl.perception.pose_tracking import SimulatedTrackers, TrackerNoiseConfig
 from resrl.policy_runtime import explore as explore_residual
 from resrl.policy_runtime import gate_inputs, to_batch
 from resrl.replay import ReplayBuffer, sample_mixed
 from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
-from resrl.sim.franka_env import FrankaTableEnv
+from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
 from resrl.sim.scripted import ScriptedExpert, ScriptedVLA, load_task_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -84,7 +84,7 @@ class InProcessSession:
         self.vla = ScriptedVLA(task_cfg)
         self.expert = ScriptedExpert(task_cfg, seed=cfg.seed)
         tracker_kw = {k.split(".", 2)[-1]: v for k, v in params["pose_tracker"].items() if k.startswith("tracker.noise.")}
-        self.tracker = SimulatedTracker(TrackerNoiseConfig(**{**tracker_kw, **cfg.tracker}), cfg.seed + 11)
+        self.tracker = SimulatedTrackers(TrackerNoiseConfig(**{**tracker_kw, **cfg.tracker}), cfg.seed + 11)
         vgm_kw = {k.split(".", 1)[1]: v for k, v in params["vgm_arbiter"].items() if k.startswith("vgm.")}
         self.vgm = VGMArbiter(VGMConfig(**{**vgm_kw, **cfg.vgm, "mode": cfg.mode}))
         self.safety = SafetyFilter(SafetyConfig())
@@ -99,8 +99,9 @@ class InProcessSession:
         rng = np.random.default_rng(cfg.seed)
         self.learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg,
                                algo_cfgs, sampler=functools.partial(sample_mixed, rng=rng))
+        k = self.model_cfg.num_objects
         spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32"),
-                "object_poses": ((7,), "float32"), "object_conf": ((1,), "float32")}
+                "object_poses": ((7 * k,), "float32"), "object_conf": ((k,), "float32")}
         capacity = int(learner_p.get("replay.capacity", 100_000))
         self.online = ReplayBuffer(spec, capacity, None, cfg.replay_gamma, cfg.replay_n_step, "online")
         self.offline = ReplayBuffer(spec, capacity, None, cfg.replay_gamma, cfg.replay_n_step, "demos")
@@ -120,12 +121,16 @@ class InProcessSession:
         self.critic = copy.deepcopy(self.learner.critic).eval()
 
     def _observe(self, raw: dict, a_vla: np.ndarray) -> dict:
-        pose, conf, valid = self.tracker.track(raw["object_poses"].astype(np.float64))
-        if not (valid and conf >= self.cfg.conf_threshold):
-            pose = np.zeros(7, dtype=np.float32)     # the object-centric paper's dropout fallback
+        """The learner's observation, as resrl.ros.observation assembles it from the nodes' topics."""
+        k = self.model_cfg.num_objects
+        poses, confs = np.zeros((k, 7), np.float32), np.zeros(k, np.float32)
+        for i, (object_id, gt) in enumerate(tracked_objects(self.env.cfg.task, raw)[:k]):
+            pose, conf, valid = self.tracker.track(object_id, gt.astype(np.float64))
+            confs[i] = conf if valid else 0.0
+            if valid and conf >= self.cfg.conf_threshold:   # else zeros: the paper's dropout fallback
+                poses[i] = pose
         return {"state": raw["state"].astype(np.float32), "base_action": a_vla.astype(np.float32),
-                "object_poses": np.asarray(pose, np.float32),
-                "object_conf": np.array([conf if valid else 0.0], np.float32)}
+                "object_poses": poses.reshape(-1), "object_conf": confs}
 
     @torch.inference_mode()
     def _residual(self, obs: dict, explore: bool) -> np.ndarray:
