@@ -149,21 +149,29 @@ class SimRobotNode(Node):
             self._publish_obs()
 
     def _tick(self):
+        step_now = False
         with self.lock:
             now = time.monotonic()
             if self.publish_due is not None and now >= self.publish_due:
                 self.publish_due = None
                 self._publish_obs()
+                step_now = True   # a command for this stamp may already be here
             elif not self.lockstep and self.active and self.target is not None:
                 stamp, pose_vec = self.target
                 grip = self.gripper_cmd[max(self.gripper_cmd)] if self.gripper_cmd else 0.0
                 self._step(self._action_from_command(pose_vec, grip))
-            elif self.lockstep and self.active and now - self.published_at > self.timeout_s:
+            elif (self.lockstep and self.active and self.publish_due is None
+                  and now - self.published_at > self.timeout_s):
+                # (Not while a reset's first observation waits for its head start: re-sending it
+                # early got it answered while stepping was still blocked, and the answered stamp
+                # was not answered again -- a 0.5 s stall at most episode starts.)
                 target = self.target[0] if self.target else None
                 self.get_logger().warning(
                     f"no command for step {self.t} (stamp {self.stamp_ns}) in {self.timeout_s}s: last target "
                     f"stamp {target}, gripper stamps {sorted(self.gripper_cmd)[-3:]}; re-sending observation")
                 self._publish_obs()   # a lost message must not stall the loop: re-send observation t
+        if step_now:
+            self._try_step()
 
     # --- episodes -----------------------------------------------------------------------------
     def _on_reset(self, request, response):
