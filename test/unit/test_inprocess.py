@@ -21,6 +21,12 @@ def test_session_runs_demos_warmup_train_and_eval():
         assert np.abs(ep.residual[:, :3]).max() <= 0.03 + 1e-6 and np.abs(ep.residual[:, :3]).max() > 1e-3
         assert not np.allclose(ep.residual, ep.action - ep.obs["base_action"][:-1])   # pre-clamp, not executed
     online = list(s.online.episodes())
+    # pick_place tracks the cube and the target zone (config/sim_vgm.yaml model.num_objects: 2)
+    poses = online[0].obs["object_poses"].reshape(len(online[0].obs["object_poses"]), 2, 7)
+    seen = online[0].obs["object_conf"][:, 1] >= 0.5
+    zone = poses[seen, 1, :3]   # a fixed zone seen through +-3 mm of tracker noise, in the task's range
+    assert seen.any() and np.ptp(zone, axis=0).max() <= 0.006 + 1e-6
+    assert 0.39 <= zone[:, 0].min() and zone[:, 0].max() <= 0.63 and np.abs(zone[:, 1]).max() <= 0.23
     assert len(online) == sum(k != "demo" for k in kinds) and not any(ep.intervention.any() for ep in online)
     assert all(0.0 <= e["mean_lambda"] <= 1.0 for e in result["episodes"])
     assert result["train_steps"] + sum(e["steps"] for e in result["episodes"] if e["kind"] == "eval") \

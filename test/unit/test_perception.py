@@ -4,7 +4,7 @@ import pytest
 
 from resrl.geometry import quat_to_rotvec, rotvec_to_quat
 from resrl.perception.depth import SensorRelativeDepth, make_depth_source, resize_area, resize_nearest
-from resrl.perception.pose_tracking import SimulatedTracker, TrackerNoiseConfig
+from resrl.perception.pose_tracking import SimulatedTracker, SimulatedTrackers, TrackerNoiseConfig
 
 
 def test_sensor_relative_depth_from_realsense_millimetres():
@@ -44,6 +44,21 @@ def test_simulated_tracker_noise_is_bounded_and_dropouts_report_low_confidence()
     lossy = SimulatedTracker(TrackerNoiseConfig(dropout_prob=1.0, dropout_steps=2, lost_confidence=0.1), seed=0)
     pose, conf, valid = lossy.track(gt)
     assert not valid and conf == pytest.approx(0.1) and not pose.any()
+
+
+def test_simulated_trackers_keep_an_independent_track_per_object():
+    cube, zone = np.array([0.5, 0.1, 0.02, 0, 0, 0, 1.0]), np.array([0.45, -0.1, 0.0, 0, 0, 0, 1.0])
+    cfg = TrackerNoiseConfig(max_pos_noise_m=0.004, dropout_prob=0.3, dropout_steps=2)
+    trackers = SimulatedTrackers(cfg, seed=11)
+    alone = SimulatedTracker(cfg, seed=11)       # the first object keeps the single tracker's stream
+    for _ in range(30):
+        a, b = trackers.track("cube", cube), alone.track(cube)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:] == b[1:]
+        pose, conf, valid = trackers.track("target_zone", zone)
+        assert not valid or np.all(np.abs(pose[:3] - zone[:3]) <= 0.004 + 1e-9)
+    assert set(trackers.by_id) == {"cube", "target_zone"}
+    assert trackers.by_id["cube"].pos_scale != trackers.by_id["target_zone"].pos_scale   # own noise level
 
 
 def tiny_depth_anything_config():

@@ -236,4 +236,43 @@ def run_session(cfg: InProcessConfig, log: Callable[[str], None] = print) -> dic
     return InProcessSession(cfg, log).run()
 
 
+def main(argv=None) -> int:
+    """``python -m resrl.sim.inprocess --seed 0 --set learner.policy_ema=0 --set calql.gated_target=false``:
+    one session, its progress lines on stderr, a JSON summary on stdout (recipe experiments)."""
+    import argparse
+    import json
+    import sys
+
+    import yaml
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--mode", default="vgm")
+    ap.add_argument("--task", default="pick_place")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-env-steps", type=int, default=3000)
+    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--exploration-noise", type=float, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker")
+    args = ap.parse_args(argv)
+    over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker")}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        section = "algo" if section in ("calql", "rlpd", "td3") else section
+        if section not in over or not name or not _:
+            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION in {sorted(over)} or calql/rlpd/td3")
+        over[section][name] = yaml.safe_load(value)
+    over["session"] = {"max_env_steps": args.max_env_steps, "eval_every": args.eval_every,
+                       "stop_eval_on_failure": True, "eval_trigger_streak": 10_000, **over["session"]}
+    cfg = InProcessConfig(task=args.task, mode=args.mode, seed=args.seed, exploration_noise=args.exploration_noise,
+                          **over)
+    m = run_session(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps({k: m[k] for k in ("eval_blocks", "eval_train_steps", "train_steps", "env_steps",
+                                        "finished_reason", "wall_s")}))
+    return 0
+
+
 __all__ = ["InProcessConfig", "InProcessSession", "run_session"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
