@@ -39,6 +39,9 @@ ARMS = {
     "static": ("static", {}),            # one arm "static-<lambda>" per --static-lambdas value
     "vgm": ("vgm", {}),
 }
+VARIANTS = {   # not run by default: --arms vgm-value-baseline
+    "vgm-value-baseline": ("vgm", {"greedy_baseline": "value"}),
+}
 ABLATIONS = {
     "vgm-no-greedy": ("vgm", {"use_greedy": False}),
     "vgm-no-regress": ("vgm", {"use_regress": False}),
@@ -203,7 +206,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=("inprocess", "graph"), default="inprocess")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS) + list(ABLATIONS))
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS) + list(VARIANTS) + list(ABLATIONS))
     ap.add_argument("--no-ablations", action="store_true", help="skip VGM with each gate switched off")
     ap.add_argument("--static-lambdas", type=float, nargs="+", default=[0.5, 1.0],
                     help="one static-residual arm per value (0.5: the paper's setting, see BENCHMARKS.md)")
@@ -227,7 +230,7 @@ def main(argv=None) -> int:
              args.eval_episodes, result.get("full_eval", False))
         return 0
 
-    table = {**ARMS, **ABLATIONS}
+    table = {**ARMS, **VARIANTS, **ABLATIONS}
     for lam in args.static_lambdas:
         table[f"static-{lam:g}"] = ("static", {"lambda_static": lam})
     arms = [a for arm in args.arms for a in ([f"static-{lam:g}" for lam in args.static_lambdas] if arm == "static" else [arm])]
@@ -255,7 +258,7 @@ def main(argv=None) -> int:
     md = markdown(rows, runs, args)
     (out / f"{stem}.md").write_text(md + "\n")
     if args.markdown:
-        write_markdown_section(Path(args.markdown), md, f"table1{args.tag}")
+        write_markdown_section(Path(args.markdown), md, stem)
     print(json.dumps({"backend": args.backend, "wall_s": result["wall_s"], "rows": rows}))
     return 0
 

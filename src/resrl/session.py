@@ -18,6 +18,7 @@ class SessionConfig:
     max_env_steps: int = 20000          # online step budget (train + eval; demos excluded)
     max_episodes: int = 1000
     train_window: int = 20              # success rate reported over the last N train episodes
+    stop_at_goal: bool = True           # False: keep learning after an all-success block (stability runs)
 
 
 @dataclass
@@ -99,7 +100,7 @@ class SessionPlan:
             if self._eval_left == 0:
                 self.eval_results.append((self.env_steps, self._eval_successes, attempted))
                 self.eval_train_steps.append(self.train_steps)
-                if self._eval_successes == self.cfg.eval_episodes:
+                if self._eval_successes == self.cfg.eval_episodes and self.cfg.stop_at_goal:
                     self.finished_reason = f"{self.cfg.eval_episodes}/{self.cfg.eval_episodes} evaluation successes"
 
     def train_success_rate(self) -> float:

@@ -54,6 +54,18 @@ def test_greedy_kappa_scales_the_std_penalty():
     assert only("greedy", kappa=1.5).step(adv, np.zeros(2), 0.5).g_greedy == 0.0   # LCB -0.025
 
 
+def test_greedy_value_baseline_compares_the_residual_action_with_v():
+    arb = only("greedy", eps_A=0.0, kappa=0.0, greedy_baseline="value")
+    q_res, q_base = np.array([0.60, 0.62]), np.array([0.9, 0.9])   # worse than the base action ...
+    r = arb.step(q_res, q_base, 0.5)                                # ... but better than V(s) = 0.5
+    assert r.advantage_mean == pytest.approx(0.11) and r.g_greedy == 1.0
+    assert arb.step(q_res, q_base, 0.7).g_greedy == 0.0
+    assert arb.step(q_res, q_base, None).g_greedy == 0.0             # no V: no evidence
+    assert only("greedy", eps_A=0.0, kappa=0.0).step(q_res, q_base, 0.5).g_greedy == 0.0   # "base"
+    with pytest.raises(ValueError, match="greedy_baseline"):
+        VGMConfig(greedy_baseline="median")
+
+
 # --- regress gate ------------------------------------------------------------------------------
 
 def test_regress_half_drop_gives_half_and_clips_at_one():

@@ -28,6 +28,7 @@ Per update (batch of B transitions, heads e = 1..E, residual bound xi):
   critic  L_critic = L_TD + L_CQL + v_weight * L_V      ;  target critic: polyak (tau) every step
   actor   L_pi = -mean_B min_e Q_e(s, base + actor(s)) + bc_weight * BC + residual_l2 * mean(res^2)
           BC = mean over intervention/demo samples of ||actor(s) - clamp(a_human - a_VLA, +-xi)||^2
+          (+ success_bc_weight * the same toward a - a_VLA on online steps of successful episodes)
 
 ``use_calibration=False`` gives plain CQL with the same code (the test compares the two).
 """
@@ -71,6 +72,7 @@ class CalQLConfig:
     explore_std: float = 0.1  # online use: exploration noise, fraction of xi
     explore_clip: float = 0.3
     bc_weight: float = 1.0  # BC on intervention/demo samples (0 disables)
+    success_bc_weight: float = 0.0  # BC on the executed correction of online steps that led to a success
     residual_l2: float = 0.0
     v_expectile: float = 0.5
     v_weight: float = 1.0
@@ -145,8 +147,13 @@ class CalQL(AgentBase):
         with frozen(self.critic_params):
             q_pi = self.critic.q(obs, obs["base_action"] + res).min(dim=0).values
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
-        loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
-        return loss, {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
+        # Self-imitation: the correction actually executed on the way to a success (MC return > 0).
+        succeeded = (b["mc_return"] > 0) & ~b["intervention"].bool()
+        self_bc = bc_loss(res, b["action"] - obs["base_action"], succeeded, self.limit) \
+            if cfg.success_bc_weight > 0 else torch.zeros((), device=res.device)
+        loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.success_bc_weight * self_bc \
+            + cfg.residual_l2 * res.pow(2).mean()
+        return loss, {"actor_loss": loss, "bc_loss": bc, "self_bc_loss": self_bc, "q_pi_mean": q_pi.mean(),
                       "residual_abs": res.detach().abs().mean()}
 
     def after_critic_step(self) -> None:

@@ -8,7 +8,8 @@ state: ``q_combined[i] = Q_i(s, a_VLA + a_res)`` and ``q_base[i] = Q_i(s, a_VLA)
 ensemble member ``i``, and ``value = V(s_t)``. The three gates look at different time scales:
 
 * greedy  (instantaneous): the ensemble is confident the residual helps,
-  ``mean(A) - kappa * std(A) > eps_A`` with ``A_i = q_combined_i - q_base_i``.
+  ``mean(A) - kappa * std(A) > eps_A`` with ``A_i = q_combined_i - q_base_i`` (``greedy_baseline``
+  "value": ``A_i = q_combined_i - V(s)``).
 * regress (short horizon): V fell from its recent peak,
   ``g = clip((max_{t-W_r <= k <= t} V_k - V_t) / delta_r, 0, 1)``.
 * escape  (long horizon):  V has not risen by ``eta_e`` over ``W_e`` steps (stagnation trap);
@@ -48,6 +49,9 @@ class VGMConfig:
     # eps_A. eps_A is a small margin above 0 so critic noise on a flat Q surface does not open it.
     kappa: float = 1.0
     eps_A: float = 0.005
+    # What the residual action must beat: "base" -- Q(s, a_VLA), the VLA's own action; "value" --
+    # V(s), the value of what the arbiter has been doing (A = Q(s, a) - V(s), the usual advantage).
+    greedy_baseline: str = "base"
     # Regress gate: look-back window (steps) for the recent peak of V, and the drop from that peak
     # that opens the gate fully (5% of the [0, 1] value range).
     W_r: int = 5
@@ -79,6 +83,8 @@ class VGMConfig:
             raise ValueError("VGMConfig.lambda_max must be >= 0")
         if not self.kappa >= 0.0:
             raise ValueError("VGMConfig.kappa must be >= 0")
+        if self.greedy_baseline not in ("base", "value"):
+            raise ValueError(f"VGMConfig.greedy_baseline must be 'base' or 'value', got {self.greedy_baseline!r}")
         if not self.delta_r > 0.0:
             raise ValueError("VGMConfig.delta_r must be > 0")
         for name in ("W_r", "W_e"):
@@ -184,10 +190,14 @@ class VGMArbiter:
             raise ValueError(f"q_combined {qc.shape} and q_base {qb.shape} must have the same ensemble size")
         adv_mean = adv_std = adv_lcb = 0.0
         g_greedy = 0.0
-        if qc is None or qb is None:
+        baseline = qb
+        if cfg.greedy_baseline == "value":
+            baseline = None if value is None or not math.isfinite(float(value)) else np.full_like(qc, float(value)) \
+                if qc is not None else None
+        if qc is None or baseline is None:
             issues.append("Q missing or non-finite")
         else:
-            adv = qc - qb
+            adv = qc - baseline
             adv_mean, adv_std = float(adv.mean()), float(adv.std())
             adv_lcb = adv_mean - cfg.kappa * adv_std
             g_greedy = 1.0 if cfg.use_greedy and adv_lcb > cfg.eps_A else 0.0
