@@ -745,6 +745,24 @@ def test_calql_gated_target_scales_the_next_residual_by_the_logged_lambda():
     assert float(got) == pytest.approx(float(expect[1.0]), abs=1e-5)
 
 
+def test_calql_self_imitation_pulls_toward_executed_corrections_of_successes_only():
+    batch = common.to_torch(random_batch(np.random.default_rng(0)))
+    n = len(batch["reward"])
+    executed = batch["action"] - batch["obs"]["base_action"]
+    agent = CalQL(ToyActor(), ToyCritic(), CalQLConfig(success_bc_weight=1.0, augment_pad=0), seed=0)
+    with torch.no_grad():
+        res = agent.actor(batch["obs"])
+    expected = (((res - executed.clamp(-XI, XI)) / XI).pow(2).mean(-1)).mean()
+    won = {**batch, "mc_return": torch.full((n,), 0.9), "intervention": torch.zeros(n, dtype=torch.bool)}
+    assert float(agent.actor_loss(won)[1]["self_bc_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    lost = {**won, "mc_return": torch.zeros(n)}                       # failed episodes: no pull
+    assert float(agent.actor_loss(lost)[1]["self_bc_loss"]) == 0.0
+    human = {**won, "intervention": torch.ones(n, dtype=torch.bool)}  # takeovers have their own BC
+    assert float(agent.actor_loss(human)[1]["self_bc_loss"]) == 0.0
+    off = CalQL(ToyActor(), ToyCritic(), CalQLConfig(augment_pad=0), seed=0)   # default: off
+    assert float(off.actor_loss(won)[1]["self_bc_loss"]) == 0.0
+
+
 def test_learner_deploys_a_polyak_average_of_the_actor():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

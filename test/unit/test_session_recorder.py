@@ -148,6 +148,19 @@ def test_evaluation_block_stops_at_first_failure():
     assert full.eval_results == [(40, 0, 3)]
 
 
+def test_session_keeps_learning_after_the_goal_when_asked():
+    def play(stop_at_goal):
+        plan = SessionPlan(SessionConfig(num_demos=0, eval_episodes=2, eval_every=1, eval_trigger_streak=100,
+                                         max_env_steps=60, stop_at_goal=stop_at_goal))
+        while (nxt := plan.next_episode()) is not None:
+            plan.record(EpisodeRecord(index=len(plan.records), kind=nxt[0], seed=nxt[1], steps=10,
+                                      success=True, env_steps_total=0))
+        return plan
+    assert play(True).finished_reason == "2/2 evaluation successes" and len(play(True).eval_results) == 1
+    kept = play(False)
+    assert kept.finished_reason == "step budget" and [r[1:] for r in kept.eval_results] == [(2, 2), (2, 2)]
+
+
 def test_commands_stamped_before_the_terminal_still_count_when_they_arrive_after_it():
     online = ReplayBuffer(SPEC, 1000)
     rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))
