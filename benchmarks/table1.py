@@ -165,11 +165,13 @@ def plot(runs: list, arms: list, path: Path, eval_episodes: int, full_eval: bool
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    # One x grid for every arm: a run that stopped at 20/20 (or at its budget) holds its last block.
+    ends = [r["curve"][-1]["train_steps"] or 0 for r in runs if r["curve"]]
+    grid = np.linspace(0, max(ends, default=0) or 1, 120)
     for arm in arms:
         curves = [r["curve"] for r in runs if r["arm"] == arm and r["curve"]]
         if not curves:
             continue
-        grid = np.linspace(0, max(c[-1]["train_steps"] or 0 for c in curves) or 1, 60)
         ys = []
         for c in curves:
             x = np.array([p["train_steps"] for p in c], dtype=float)
