@@ -52,7 +52,7 @@ def _percentiles(values) -> dict:
             "p99_ms": round(float(np.percentile(v, 99)), 2), "max_ms": round(float(v.max()), 2)}
 
 
-def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int) -> dict:
+def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, train: bool = True) -> dict:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import Image
@@ -66,7 +66,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int) ->
     params = {n: {"ros__parameters": {"control_rate_hz": float(rate)}} for n in NODES}
     params["sim_robot"]["ros__parameters"].update(lockstep=False)
     params["replay_learner"]["ros__parameters"].update({"session_plan.num_demos": 0,
-                                                        "learner.enabled": obs_mode == "object"})
+                                                        "learner.enabled": train and obs_mode == "object"})
     import yaml
     tmp = Path(tempfile.mkdtemp(prefix="resrl-latency-"))
     extra = tmp / "latency_params.yaml"
@@ -177,10 +177,14 @@ def main(argv=None) -> int:
     ap.add_argument("--domain-id", type=int, default=62)
     ap.add_argument("--depth-anything", action="store_true")
     ap.add_argument("--da-iters", type=int, default=10)
+    ap.add_argument("--no-training", action="store_true",
+                    help="learner idle in object mode too (the loop alone; on a robot the learner has its own GPU host)")
     args = ap.parse_args(argv)
     out = {"cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
     modes = ("object", "image") if args.obs_mode == "both" else (args.obs_mode,)
-    out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i) for i, m in enumerate(modes)]
+    out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i, not args.no_training)
+                    for i, m in enumerate(modes)]
+    out["learner_training"] = not args.no_training
     if args.depth_anything:
         out["depth_anything_v2"] = [depth_anything_latency(args.da_iters, t) for t in (1, 2)]
     out["load_avg_after"] = os.getloadavg()
