@@ -66,6 +66,20 @@ def test_greedy_value_baseline_compares_the_residual_action_with_v():
         VGMConfig(greedy_baseline="median")
 
 
+def test_greedy_hold_keeps_the_gate_open_for_n_steps_after_it_fired():
+    arb = only("greedy", eps_A=0.0, kappa=0.0, greedy_hold_steps=2)
+    up, down = np.array([0.6, 0.6]), np.array([0.4, 0.4])
+    q_base = np.array([0.5, 0.5])
+    gates = [arb.step(q, q_base, 0.5).g_greedy for q in (up, down, down, down, up, down)]
+    assert gates == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    arb.reset()   # a new episode starts shut
+    assert arb.step(down, q_base, 0.5).g_greedy == 0.0
+    plain = only("greedy", eps_A=0.0, kappa=0.0)   # default 0: the paper's instantaneous gate
+    assert [plain.step(q, q_base, 0.5).g_greedy for q in (up, down)] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="greedy_hold_steps"):
+        VGMConfig(greedy_hold_steps=-1)
+
+
 # --- regress gate ------------------------------------------------------------------------------
 
 def test_regress_half_drop_gives_half_and_clips_at_one():

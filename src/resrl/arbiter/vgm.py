@@ -52,6 +52,10 @@ class VGMConfig:
     # What the residual action must beat: "base" -- Q(s, a_VLA), the VLA's own action; "value" --
     # V(s), the value of what the arbiter has been doing (A = Q(s, a) - V(s), the usual advantage).
     greedy_baseline: str = "base"
+    # Steps the greedy gate stays open after it fired (0: instantaneous, the paper's gate). A
+    # one-step advantage is ~0 when later steps could still correct; holding the gate turns it
+    # into "commit to the residual for a while" (Table I analysis, BENCHMARKS.md).
+    greedy_hold_steps: int = 0
     # Regress gate: look-back window (steps) for the recent peak of V, and the drop from that peak
     # that opens the gate fully (5% of the [0, 1] value range).
     W_r: int = 5
@@ -83,6 +87,8 @@ class VGMConfig:
             raise ValueError("VGMConfig.lambda_max must be >= 0")
         if not self.kappa >= 0.0:
             raise ValueError("VGMConfig.kappa must be >= 0")
+        if not (isinstance(self.greedy_hold_steps, int) and self.greedy_hold_steps >= 0):
+            raise ValueError("VGMConfig.greedy_hold_steps must be an integer >= 0")
         if self.greedy_baseline not in ("base", "value"):
             raise ValueError(f"VGMConfig.greedy_baseline must be 'base' or 'value', got {self.greedy_baseline!r}")
         if not self.delta_r > 0.0:
@@ -157,12 +163,14 @@ class VGMArbiter:
         # One V per valid step of this episode, newest last; long enough for both windows.
         self._values: deque[float] = deque(maxlen=max(self.config.W_r, self.config.W_e) + 1)
         self._latched = False
+        self._greedy_hold = 0         # steps the greedy gate stays open (greedy_hold_steps)
         # Lambda applied last step, per group; the rate limit ramps from 0 after a reset.
         self._prev_group_lambda = np.zeros(len(ACTION_GROUPS))
 
     def reset(self) -> None:
         self._values.clear()
         self._latched = False
+        self._greedy_hold = 0
         self._prev_group_lambda = np.zeros(len(ACTION_GROUPS))
 
     def set_mode(self, mode: str, lambda_static: float | None = None) -> str:
@@ -201,6 +209,11 @@ class VGMArbiter:
             adv_mean, adv_std = float(adv.mean()), float(adv.std())
             adv_lcb = adv_mean - cfg.kappa * adv_std
             g_greedy = 1.0 if cfg.use_greedy and adv_lcb > cfg.eps_A else 0.0
+        if g_greedy > 0.0:
+            self._greedy_hold = cfg.greedy_hold_steps
+        elif cfg.use_greedy and self._greedy_hold > 0:
+            self._greedy_hold -= 1
+            g_greedy = 1.0
 
         v = float(value) if value is not None else math.nan
         window_max = drop = progress = 0.0
