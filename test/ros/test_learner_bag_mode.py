@@ -33,7 +33,7 @@ def test_learner_loads_bags_into_its_replay(tmp_path):
             "".join(lines)
         assert proc.poll() is None, "".join(lines)
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)   # final checkpoint + plots; slow when a loaded 2-core box is busy
     finally:
         if proc.poll() is None:
             proc.kill()
