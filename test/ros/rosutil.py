@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,3 +41,15 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return out
+
+
+_RCLPY_GC_NOISE = re.compile(
+    r"Exception ignored in: <function Future\.__del__.*?AttributeError: 'Task' object has no attribute "
+    r"'_exception'\n?", re.S)
+
+
+def tracebacks(out: str) -> bool:
+    """A node's output has a traceback of its own. rclpy's Task can be collected half-built at
+    interpreter exit ("Exception ignored in Future.__del__ ... no attribute '_exception'"): that
+    is rclpy's, printed after the node has shut down, and is not counted."""
+    return "Traceback" in _RCLPY_GC_NOISE.sub("", out)
