@@ -199,9 +199,9 @@ class VGMArbiter:
         adv_mean = adv_std = adv_lcb = 0.0
         g_greedy = 0.0
         baseline = qb
-        if cfg.greedy_baseline == "value":
-            baseline = None if value is None or not math.isfinite(float(value)) else np.full_like(qc, float(value)) \
-                if qc is not None else None
+        if cfg.greedy_baseline == "value":   # V(s) as the baseline of every head; no V, no evidence
+            v_now = _finite_vector(value)
+            baseline = None if v_now is None or qc is None else np.full_like(qc, v_now[0])
         if qc is None or baseline is None:
             issues.append("Q missing or non-finite")
         else:

@@ -37,9 +37,8 @@ class PoseTrackerNode(Node):
         super().__init__("pose_tracker")
         self.backend = self.declare_parameter("tracker.backend", "sim").value
         self.input_topic = self.declare_parameter("tracker.input_topic", topics.OBJECT_POSES_GT).value
-        self.noise_cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
-        self.seed = self.declare_parameter("seed", 0).value
-        self.trackers = SimulatedTrackers(self.noise_cfg, self.seed + 11)   # one per object id
+        cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
+        self.trackers = SimulatedTrackers(cfg, self.declare_parameter("seed", 0).value + 11)   # one per object id
         self.last_output = None        # (stamp, TrackedObjects) of the sim path, for re-sent frames
         self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.sensor(self))
         if self.backend == "detection3d":

@@ -31,8 +31,7 @@ from resrl.perception.depth import sensor_depth_to_uint16_mm
 from resrl.ros import qos
 from resrl.ros.convert import camera_info, ns_to_stamp, numpy_to_image, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
-from resrl.sim.franka_env import FrankaTableEnv
-from resrl.sim.franka_env import tracked_objects
+from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
 from resrl.sim.scripted import ScriptedExpert, load_task_config
 from resrl.srv import ResetEpisode
 
