@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # that sit inside the package's own source directory.
 VENV="${RESRL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/resrl/venv-py311}"
 WS="$ROOT/.colcon"
-STAMP="$VENV/.resrl-setup-stamp"
+STAMP="$WS/.resrl-setup-stamp"   # per source tree: several checkouts may share one venv
 PY="${PYTHON:-python3.11}"
 
 die() { echo "resrl setup: $*" >&2; exit 1; }
@@ -56,7 +56,12 @@ touch "$VENV/COLCON_IGNORE"   # the venv's share/ holds package.xml files colcon
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 pip_install() { python -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v -E '^WARNING: Location .* is ignored' || true; }
-python -m pip show torch >/dev/null 2>&1 || pip_install "torch==2.13.0"   # CPU wheel; unpinned torch pulls CUDA
+# The standard PyPI build (CPU here, CUDA on a GPU box); torchvision for LeRobot and the ResNet-18
+# encoder. Reinstalled only when the installed versions differ.
+python - <<'PYEOF' 2>/dev/null || pip_install "torch==2.14.1" "torchvision==0.29.1"
+import importlib.metadata as m, sys
+sys.exit(0 if (m.version("torch"), m.version("torchvision")) == ("2.14.1", "0.29.1") else 1)
+PYEOF
 pip_install -r "$ROOT/requirements.txt"
 pip_install --no-deps -r "$ROOT/requirements-nodeps.txt"   # pins that clash with this stack (openpi-client: numpy<2)
 python -c 'import rclpy, torch, numpy, colcon_core, mujoco' || die "package install failed (see pip output above)"
