@@ -22,6 +22,7 @@ from resrl.algos.intervention import DEMO, ONLINE, bc_loss, residual_target, rou
 from resrl.algos.learner import Learner, LearnerConfig, load_configs, make_agent
 from resrl.algos.rlpd import RLPD, RLPDConfig
 from resrl.algos.td3 import TD3, TD3Config
+from resrl.replay.sampling import concat_batches, sample_mixed
 
 DIM = 2
 BIAS = np.array([0.15, -0.10], dtype=np.float32)
@@ -90,7 +91,7 @@ class ToyBuffer:
         self.data: dict | None = None
 
     def add(self, batch: dict):
-        self.data = batch if self.data is None else common.concat_batches([self.data, batch])
+        self.data = batch if self.data is None else concat_batches([self.data, batch])
 
     def __len__(self):
         return 0 if self.data is None else len(self.data["reward"])
@@ -158,7 +159,7 @@ def run_online(agent, reward_fn, iters, rng, demo_buf=None, envs=8, batch=128, o
             res = agent.explore(agent.actor(obs))
         a = (obs["base_action"] + res).numpy()
         online.add(bandit_transitions(rng, g, a, reward_fn(a, g)))
-        batches = [common.mixed_sample(online, demo_buf, batch, offline_ratio, rng=rng) for _ in range(utd)]
+        batches = [sample_mixed(online, demo_buf, batch, offline_ratio, rng=rng) for _ in range(utd)]
         metrics = agent.update(batches)
     return metrics
 
@@ -483,7 +484,7 @@ def test_calql_warmup_on_successful_demos_keeps_values_in_return_scale():
                       "action": g[:horizon].copy(), "residual": g[:horizon] - o["base_action"][:horizon],
                       "lambda": np.ones(horizon, np.float32), "intervention": np.ones(horizon, bool), "reward": r,
                       "discount": disc, "done": disc == 0, "mc_return": common.mc_returns(r, gamma)})
-    data = common.concat_batches(parts)
+    data = concat_batches(parts)
     buf = ToyBuffer()
     buf.add(data)
     agent = CalQL(ToyActor(DIM + 1), ToyCritic(DIM + 1), CalQLConfig(), seed=0)
@@ -662,14 +663,14 @@ def test_learner_mixed_sampling_ratio_and_utd():
     online, offline = ToyBuffer(), ToyBuffer()
     online.add(random_batch(rng, 50, intervention=False))
     offline.add(random_batch(rng, 50, intervention=True))
-    b = common.mixed_sample(online, offline, 40, 0.25, rng=rng)
+    b = sample_mixed(online, offline, 40, 0.25, rng=rng)
     assert b["intervention"].sum() == 10 and b["obs"]["state"].shape == (40, DIM)
-    assert common.mixed_sample(ToyBuffer(), offline, 8, 0.25, rng=rng)["intervention"].all()
+    assert sample_mixed(ToyBuffer(), offline, 8, 0.25, rng=rng)["intervention"].all()
     calls = []
 
     def sampler(on, off, n, ratio):
         calls.append((n, ratio))
-        return common.mixed_sample(on, off, n, ratio, rng=rng)
+        return sample_mixed(on, off, n, ratio, rng=rng)
 
     learner = Learner(ToyActor(), ToyCritic(), LearnerConfig(algo="rlpd", batch_size=16, offline_ratio=0.5,
                                                              learning_starts=0),
@@ -786,3 +787,128 @@ def test_learner_deploys_a_polyak_average_of_the_actor():
     assert plain.deployed_actor is plain.actor
     with pytest.raises(Exception):
         LearnerConfig(policy_ema=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# one TD-target helper, one base config: the refactor changed no number
+# --------------------------------------------------------------------------------------------
+def _smoothed_next_residual(agent, actor, next_obs):
+    """The smoothing each algorithm wrote inline before ``AgentBase.td_target`` existed."""
+    cfg = agent.cfg
+    next_res = actor(next_obs)
+    return common.clamp_residual(
+        next_res + common.clipped_noise(next_res, agent.rel(cfg.target_noise), agent.rel(cfg.target_noise_clip),
+                                        agent.generator), agent.limit)
+
+
+@torch.no_grad()
+def _old_calql_target(agent, b):
+    cfg, next_obs = agent.cfg, b["next_obs"]
+    next_res = _smoothed_next_residual(agent, agent.actor, next_obs)
+    if cfg.gated_target and "next_lambda" in b:
+        next_res = b["next_lambda"][:, None] * next_res
+    next_q = common.min_over_subset(agent.critic_target.q(next_obs, next_obs["base_action"] + next_res),
+                                    cfg.target_subset, agent.generator)
+    return common.bound_returns(b["reward"] + b["discount"] * next_q, cfg.return_bounds)
+
+
+@torch.no_grad()
+def _old_rlpd_target(agent, b):
+    cfg, next_obs = agent.cfg, b["next_obs"]
+    next_res = _smoothed_next_residual(agent, agent.actor, next_obs)
+    next_q = agent.critic_target.q(next_obs, next_obs["base_action"] + next_res)
+    next_q = common.min_over_subset(next_q, cfg.target_subset, agent.generator)
+    return common.bound_returns(b["reward"] + b["discount"] * next_q, cfg.return_bounds)
+
+
+@torch.no_grad()
+def _old_td3_target(agent, b):
+    cfg, next_obs = agent.cfg, b["next_obs"]
+    next_res = _smoothed_next_residual(agent, agent.actor_target, next_obs)
+    next_q = agent.critic_target.q(next_obs, next_obs["base_action"] + next_res)
+    if cfg.twin_heads > 0:
+        next_q = next_q[: cfg.twin_heads]
+    return common.bound_returns(b["reward"] + b["discount"] * next_q.min(dim=0).values, cfg.return_bounds)
+
+
+def _bootstrapping_batch(rng, n=64, per_dim_lambda=False):
+    b = random_batch(rng, n)
+    b["discount"][:] = 0.9
+    b["done"][:] = False
+    b["next_lambda"] = rng.uniform(0, 1, size=(n, DIM) if per_dim_lambda else n).astype(np.float32)
+    return common.to_torch(b)
+
+
+def _randomise(*modules):
+    """Non-zero residuals and distinct online / target networks (zero-init heads hide errors)."""
+    for m in modules:
+        for p in m.parameters():
+            p.data.normal_(0.0, 0.5)
+
+
+@pytest.mark.parametrize("name, cfg, old_target", [
+    ("calql", CalQLConfig(), _old_calql_target),
+    ("calql", CalQLConfig(gated_target=False, target_subset=0, return_bounds=(0.0, 0.5)), _old_calql_target),
+    ("rlpd", RLPDConfig(), _old_rlpd_target),
+    ("rlpd", RLPDConfig(target_subset=0, target_noise=0.5, target_noise_clip=0.1), _old_rlpd_target),
+    ("td3", TD3Config(), _old_td3_target),
+    ("td3", TD3Config(twin_heads=0, return_bounds=(-0.5, 0.0)), _old_td3_target),
+])
+def test_td_target_equals_the_pre_refactor_formula(name, cfg, old_target):
+    """Each algorithm's critic_loss goes through ``AgentBase.td_target``; the target it uses is
+    bit-identical to the one the algorithm computed inline before (same generator draws)."""
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    agent = make_agent(name, ToyActor(), ToyCritic(ensemble=4), cfg, seed=3)
+    _randomise(agent.actor, agent.critic_target)
+    if agent.actor_target is not None:
+        _randomise(agent.actor_target)
+    b = _bootstrapping_batch(rng)
+    used = []
+
+    def spy(*args, **kwargs):
+        used.append(type(agent).td_target(agent, *args, **kwargs))
+        return used[-1]
+
+    agent.td_target = spy
+    state = agent.generator.get_state()
+    _, metrics = agent.critic_loss(b)
+    after_new = agent.generator.get_state()
+    agent.generator.set_state(state)
+    expected = old_target(agent, b)
+    assert len(used) == 1 and torch.equal(used[0], expected)
+    assert not torch.equal(expected, b["reward"])  # it does bootstrap
+    if name != "calql":  # Cal-QL draws its CQL candidates after the target
+        assert torch.equal(after_new, agent.generator.get_state())
+    q = agent.critic.q(b["obs"], b["action"])
+    assert torch.equal(metrics["td_loss"], (q - expected).pow(2).mean(dim=1).sum())
+
+
+def test_gated_target_takes_a_lambda_per_dimension():
+    """(B,) lambda == the same lambda repeated per dimension (B, D); a per-dimension lambda that
+    differs between dimensions gives another target."""
+    rng = np.random.default_rng(2)
+    agent = CalQL(ToyActor(), ToyCritic(), CalQLConfig(target_subset=0), seed=0)
+    _randomise(agent.actor, agent.critic_target)
+    b = _bootstrapping_batch(rng)
+    reduce = lambda q: q.min(dim=0).values  # noqa: E731
+    state = agent.generator.get_state()
+    y_scalar = agent.td_target(b, agent.actor, reduce, b["next_lambda"])
+    agent.generator.set_state(state)
+    y_repeated = agent.td_target(b, agent.actor, reduce, b["next_lambda"][:, None].expand(-1, DIM))
+    agent.generator.set_state(state)
+    y_per_dim = agent.td_target(b, agent.actor, reduce, torch.stack([b["next_lambda"], 1 - b["next_lambda"]], 1))
+    assert torch.equal(y_scalar, y_repeated) and not torch.allclose(y_scalar, y_per_dim)
+
+
+def test_algorithm_configs_share_one_base():
+    """The settings AgentBase reads are declared once (AgentConfig); each algorithm adds its own."""
+    import dataclasses
+
+    base = {f.name for f in dataclasses.fields(common.AgentConfig)}
+    assert len(base) == 17
+    for cls in (CalQLConfig, RLPDConfig, TD3Config):
+        assert issubclass(cls, common.AgentConfig)
+        assert base <= {f.name for f in dataclasses.fields(cls)}
+    assert CalQLConfig().actor_lr == 1e-4 and RLPDConfig().utd == 2 and TD3Config().explore_clip == 0.5
+    assert CalQL(ToyActor(), ToyCritic()).cfg == CalQLConfig()  # no config -> the algorithm's own

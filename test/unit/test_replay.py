@@ -358,3 +358,35 @@ def test_concurrent_adder_and_sampler():
         th.join(timeout=20)
     assert not errors, errors
     assert [e.episode_id for e in buf.episodes()][-1] == 59
+
+
+def test_mixed_sampling_gathers_like_per_buffer_sampling():
+    """ReplayBuffers are gathered in one pass; any buffer with ``sample(n, rng)`` (here a proxy
+    of the same buffers) is sampled and concatenated. Same rng -> the same batch, bit for bit."""
+    class Proxy:
+        def __init__(self, buf):
+            self.buf = buf
+
+        def __len__(self):
+            return len(self.buf)
+
+        def sample(self, n, rng):
+            return self.buf.sample(n, rng)
+
+    online, offline = ReplayBuffer(OBJ_SPEC, 100, n_step=2), ReplayBuffer(OBJ_SPEC, 100, name="offline")
+    for ep in range(3):
+        run_episode(online, OBJ_SPEC, ep, [0.0, 1.0, 0.5, 2.0], intervention_at=(1,))
+    run_episode(offline, OBJ_SPEC, 7, [1.0] * 6)
+    fast = sample_mixed(online, offline, 50, 0.3, rng=np.random.default_rng(5))
+    generic = sample_mixed(Proxy(online), Proxy(offline), 50, 0.3, rng=np.random.default_rng(5))
+
+    def flat(b, prefix=""):
+        out = {}
+        for k, v in b.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+    f, g = flat(fast), flat(generic)
+    assert f.keys() == g.keys() and "next_lambda" in f
+    for k in f:
+        assert f[k].dtype == g[k].dtype and np.array_equal(f[k], g[k]), k
+    assert (f["obs.state"][:, 0] == 7).sum() == 15

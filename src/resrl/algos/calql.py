@@ -35,23 +35,18 @@ Per update (batch of B transitions, heads e = 1..E, residual bound xi):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from typing import Mapping
 
 import torch
-from torch import nn
 
-from resrl.algos.common import (AgentBase, bound_returns, clamp_residual, clipped_noise, expectile_loss, frozen,
-                                min_over_subset, q_and_v)
+from resrl.algos.common import (AgentBase, AgentConfig, actor_metrics, clamp_residual, critic_metrics,
+                                min_over_subset, q_and_v, td_and_value_losses)
 from resrl.algos.intervention import bc_loss
 
 
 @dataclass
-class CalQLConfig:
-    actor_lr: float = 1e-4  # Cal-QL: 1e-4 policy
-    critic_lr: float = 3e-4  # Cal-QL: 3e-4 critic
-    critic_weight_decay: float = 0.0
-    tau: float = 0.005
-    utd: int = 1
+class CalQLConfig(AgentConfig):
+    actor_lr: float = 1e-4  # Cal-QL: 1e-4 policy (critic 3e-4, the shared default)
     # Cal-QL uses 5 on Kitchen/AntMaze reward scales; with a 0/1 success reward (V in [0, 1]) the
     # per-step push-up on data actions compounds over the horizon, so start lower and tune.
     cql_alpha: float = 1.0
@@ -67,18 +62,7 @@ class CalQLConfig:
     # successful 10-step demos (0/1 reward, gamma 0.99, MC return 0.96) Q(s, a_data) came out
     # 2.36 with no smoothing (policy_noise 0.2), 1.00 with 0.05/0.05, 0.67 with 0.1/0.1.
     target_noise: float = 0.05
-    target_noise_clip: float = 0.5
-    critic_warmup_steps: int = 0  # critic-only updates before the actor trains
-    explore_std: float = 0.1  # online use: exploration noise, fraction of xi
-    explore_clip: float = 0.3
-    bc_weight: float = 1.0  # BC on intervention/demo samples (0 disables)
     success_bc_weight: float = 0.0  # BC on the executed correction of online steps that led to a success
-    residual_l2: float = 0.0
-    v_expectile: float = 0.5
-    v_weight: float = 1.0
-    augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
-    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi (1.0 if unknown)
-    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
     # Evaluate the gated policy: the next action in the TD target is base' + lambda' * res' with the
     # lambda the arbiter applied at that step (replay's next_lambda), so Q(s, a_VLA) means "one base
     # step, then what VGM does", not "then the full residual" (which let the greedy gate close).
@@ -86,28 +70,18 @@ class CalQLConfig:
 
 
 class CalQL(AgentBase):
-    def __init__(self, actor: nn.Module, critic: nn.Module, cfg: CalQLConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
-        super().__init__(actor, critic, cfg or CalQLConfig(), device, seed, precision)
+    config_class = CalQLConfig
 
     def critic_loss(self, b: Mapping):
         cfg = self.cfg
-        obs, next_obs = b["obs"], b["next_obs"]
+        obs = b["obs"]
         base = obs["base_action"]
         xi = self.limit if self.limit is not None else torch.ones((), device=base.device)
 
-        # --- TD target ------------------------------------------------------------------
-        with torch.no_grad():
-            next_res = self.actor(next_obs)
-            next_res = clamp_residual(
-                next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
-                                         self.generator), self.limit)
-            if cfg.gated_target and "next_lambda" in b:  # the policy VGM runs: base' + lambda' * res'
-                next_res = b["next_lambda"][:, None] * next_res
-            next_a = next_obs["base_action"] + next_res
-            next_q = min_over_subset(self.critic_target.q(next_obs, next_a), cfg.target_subset, self.generator)
-            target = b["reward"] + b["discount"] * next_q
-            target = bound_returns(target, cfg.return_bounds)
+        # --- TD target: min over a random subset of target heads, next action from the actor --
+        next_lambda = b["next_lambda"] if cfg.gated_target and "next_lambda" in b else None
+        target = self.td_target(b, self.actor, lambda q: min_over_subset(q, cfg.target_subset, self.generator),
+                                next_lambda)
 
         # --- candidate actions for the CQL regulariser ------------------------------------
         with torch.no_grad():
@@ -119,7 +93,7 @@ class CalQL(AgentBase):
                 * (cfg.policy_noise * xi), self.limit)
             cand = base + torch.cat([rand_res, pol_res], dim=0)  # (N, B, D)
         q_data, q_cand, v = q_and_v(self.critic, obs, b["action"], cand)  # (E, B), (E, N, B), (B,)
-        td_loss = (q_data - target).pow(2).mean(dim=1).sum()
+        td_loss, v_loss = td_and_value_losses(q_data, target, v, cfg.v_expectile)
 
         # --- CQL regulariser with the Monte-Carlo lower bound -----------------------------
         q_rand, q_pol = q_cand[:, :n_r], q_cand[:, n_r:]
@@ -130,22 +104,17 @@ class CalQL(AgentBase):
         cql_gap = lse - q_data
         cql_loss = cfg.cql_alpha * cql_gap.mean(dim=1).sum()
 
-        # --- V head ----------------------------------------------------------------------
-        v_loss = expectile_loss(q_data.detach().mean(dim=0) - v, cfg.v_expectile)
-
         loss = td_loss + cql_loss + cfg.v_weight * v_loss
         return loss, {
-            "critic_loss": loss, "td_loss": td_loss, "cql_loss": cql_loss, "cql_gap": cql_gap.mean(),
-            "v_loss": v_loss, "q_mean": q_data.mean(), "q_target_mean": target.mean(),
-            "q_policy_sample_mean": q_cand[:, n_r:].mean(), "q_random_mean": q_rand.mean(),
-            "calibrated_frac": (q_cand[:, n_r:] < b["mc_return"]).float().mean(), "v_mean": v.mean()}
+            **critic_metrics(loss, td_loss, v_loss, q_data, target, v), "cql_loss": cql_loss,
+            "cql_gap": cql_gap.mean(), "q_policy_sample_mean": q_cand[:, n_r:].mean(), "q_random_mean": q_rand.mean(),
+            "calibrated_frac": (q_cand[:, n_r:] < b["mc_return"]).float().mean()}
 
     def actor_loss(self, b: Mapping):
         cfg = self.cfg
         obs = b["obs"]
-        res = self.actor(obs)
-        with frozen(self.critic_params):
-            q_pi = self.critic.q(obs, obs["base_action"] + res).min(dim=0).values
+        res, q = self.policy_q(obs)
+        q_pi = q.min(dim=0).values  # pessimistic: min over heads
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         # Self-imitation: the correction actually executed on the way to a success (MC return > 0).
         succeeded = (b["mc_return"] > 0) & ~b["intervention"].bool()
@@ -153,21 +122,7 @@ class CalQL(AgentBase):
             if cfg.success_bc_weight > 0 else torch.zeros((), device=res.device)
         loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.success_bc_weight * self_bc \
             + cfg.residual_l2 * res.pow(2).mean()
-        return loss, {"actor_loss": loss, "bc_loss": bc, "self_bc_loss": self_bc, "q_pi_mean": q_pi.mean(),
-                      "residual_abs": res.detach().abs().mean()}
+        return loss, {**actor_metrics(loss, bc, q_pi, res), "self_bc_loss": self_bc}
 
     def after_critic_step(self) -> None:
         self.polyak_critic(self.cfg.tau)
-
-    def update(self, batches) -> dict[str, float]:
-        """A critic step per batch, then one actor step on the last batch (after the warm-up)."""
-        if isinstance(batches, Mapping):
-            batches = [batches]
-        metrics: dict[str, float] = {}
-        prepared = None
-        for batch in batches:
-            prepared = self.prepare(batch)
-            metrics.update(self.update_critic(prepared, prepared=True))
-        if self.critic_updates > self.cfg.critic_warmup_steps:
-            metrics.update(self.update_actor(prepared, prepared=True))
-        return metrics

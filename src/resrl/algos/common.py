@@ -15,7 +15,8 @@ Conventions used by every algorithm in ``resrl.algos``:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +24,34 @@ from torch import Tensor, nn
 
 IMAGE_KEYS = ("image", "depth")
 PRECISIONS = ("fp32", "bf16")
+
+
+# --------------------------------------------------------------------------------------------
+# the settings every agent reads
+# --------------------------------------------------------------------------------------------
+@dataclass
+class AgentConfig:
+    """What ``AgentBase``, the TD target, the V head and the BC term read; each algorithm's config
+    subclasses it, adds its own fields and overrides only the defaults it changes.
+
+    Noise scales are fractions of the residual bound xi (absolute when xi is unknown)."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    critic_weight_decay: float = 0.0  # AdamW decay on the critic (RLPD relies on LayerNorm instead)
+    tau: float = 0.005  # polyak rate of the target networks
+    utd: int = 1  # critic updates per env step (len(batches) of one ``update``)
+    critic_warmup_steps: int = 0  # critic-only updates before the actor starts training
+    explore_std: float = 0.1  # exploration: res + clip(N(0, std*xi), -clip*xi, clip*xi)
+    explore_clip: float = 0.3
+    target_noise: float = 0.2  # smoothing noise on the next action in the TD target
+    target_noise_clip: float = 0.5
+    bc_weight: float = 1.0  # BC on intervention/demo samples: ||actor(s) - (a_human - a_VLA)||^2
+    residual_l2: float = 0.0  # penalty on the residual magnitude in the actor loss
+    v_expectile: float = 0.5  # V(s) fits this expectile of Q(s, a_data) (0.5: behaviour value)
+    v_weight: float = 1.0
+    augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
+    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
+    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,35 +81,6 @@ def to_torch(batch: Mapping, device: str | torch.device = "cpu"):
     if not arr.flags.writeable:  # e.g. np.frombuffer views; torch wants writeable memory
         arr = arr.copy()
     return torch.from_numpy(arr).to(device)
-
-
-def concat_batches(batches: Sequence[Mapping]) -> dict:
-    """Concatenate replay batches (numpy or torch, nested dicts) along the batch dim."""
-    batches = [b for b in batches if b is not None]
-    if len(batches) == 1:
-        return dict(batches[0])
-    first = batches[0]
-    out = {}
-    for k, v in first.items():
-        parts = [b[k] for b in batches]
-        if isinstance(v, Mapping):
-            out[k] = concat_batches(parts)
-        elif isinstance(v, Tensor):
-            out[k] = torch.cat(parts, dim=0)
-        else:
-            out[k] = np.concatenate(parts, axis=0)
-    return out
-
-
-def mixed_sample(online, offline, batch_size: int, offline_ratio: float, *, rng: np.random.Generator) -> dict:
-    """Default sampler (RLPD symmetric sampling): ``round(batch_size * offline_ratio)`` rows from
-    ``offline`` and the rest from ``online`` via ``buffer.sample(n, rng) -> dict`` (the
-    ``resrl.replay.ReplayBuffer`` API). An empty/None buffer contributes nothing and the other
-    fills the whole batch. Rows: online first, then offline."""
-    from resrl.replay.sampling import split_counts
-    n_on, n_off = split_counts(online, offline, batch_size, offline_ratio)
-    parts = [buf.sample(n, rng) for buf, n in ((online, n_on), (offline, n_off)) if n > 0]
-    return concat_batches(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +244,27 @@ def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
     return (weight * diff.pow(2)).mean()
 
 
+def td_and_value_losses(q_data: Tensor, target: Tensor, v: Tensor, expectile: float) -> tuple[Tensor, Tensor]:
+    """The regression terms every critic here has: ``L_TD = sum_e mean_B (Q_e(s, a) - y)^2`` (every
+    head regresses to the one target y) and ``L_V = expectile(mean_e Q_e(s, a).detach() - V(s))``
+    (V is the value of the behaviour in the data; the arbiter reads it)."""
+    td_loss = (q_data - target).pow(2).mean(dim=1).sum()
+    v_loss = expectile_loss(q_data.detach().mean(dim=0) - v, expectile)
+    return td_loss, v_loss
+
+
+def critic_metrics(loss: Tensor, td_loss: Tensor, v_loss: Tensor, q_data: Tensor, target: Tensor,
+                   v: Tensor) -> dict[str, Tensor]:
+    """The metrics every critic step reports (the same names for every algorithm)."""
+    return {"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss, "q_mean": q_data.mean(),
+            "q_target_mean": target.mean(), "v_mean": v.mean()}
+
+
+def actor_metrics(loss: Tensor, bc: Tensor, q_pi: Tensor, res: Tensor) -> dict[str, Tensor]:
+    """The metrics every actor step reports (the same names for every algorithm)."""
+    return {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(), "residual_abs": res.detach().abs().mean()}
+
+
 # --------------------------------------------------------------------------------------------
 # DrQ random shift
 # --------------------------------------------------------------------------------------------
@@ -364,15 +385,17 @@ class AgentBase:
 
     An algorithm defines its whole loss in ``critic_loss(b)`` / ``actor_loss(b)`` (each returns
     ``(loss, metrics)``), its target bookkeeping in ``after_critic_step`` / ``after_actor_step``,
-    and its schedule in ``update(batches)``. ``cfg`` must have: actor_lr, critic_lr,
-    critic_weight_decay, explore_std, explore_clip, augment_pad, residual_clip."""
+    and, when it is not the default below, its schedule in ``update(batches)``. ``cfg`` is an
+    ``AgentConfig`` (``config_class()`` when None)."""
 
     uses_target_actor = False
+    config_class: type = AgentConfig
 
-    def __init__(self, actor: nn.Module, critic: nn.Module, cfg, device: str | torch.device = "cpu",
-                 seed: int | None = None, precision: str = "fp32") -> None:
+    def __init__(self, actor: nn.Module, critic: nn.Module, cfg: AgentConfig | None = None,
+                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        cfg = cfg if cfg is not None else self.config_class()
         self.cfg = cfg
         self.precision = precision
         self.device = torch.device(device)
@@ -427,6 +450,34 @@ class AgentBase:
         optimizer.step()
         return as_float_metrics(metrics)
 
+    # -- the TD target (one for every algorithm; what differs is passed in) ----------------
+    @torch.no_grad()
+    def td_target(self, b: Mapping, next_actor: nn.Module, reduce_heads: Callable[[Tensor], Tensor],
+                  next_lambda: Tensor | None = None) -> Tensor:
+        """``y = clamp(r_n + discount * reduce_heads(Q_targ(s', a')), return_bounds)`` with the
+        smoothed next action ``a' = base' + lambda' * clamp(res' + clip(N(0, sigma_t xi), -c_t xi,
+        c_t xi), -xi, xi)``, ``res' = next_actor(s')``. ``reduce_heads``: (E, B) -> (B,), the
+        algorithm's pessimism over the target heads. ``next_lambda`` (B,) or (B, D), the arbiter's
+        lambda at s', evaluates the gated policy; None: lambda' = 1 (the full residual).
+        ``reward`` / ``discount`` are the replay's n-step sum and gamma^n (0 after a terminal)."""
+        cfg = self.cfg
+        next_obs = b["next_obs"]
+        next_res = next_actor(next_obs)
+        next_res = clamp_residual(
+            next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
+                                     self.generator), self.limit)
+        if next_lambda is not None:
+            next_res = (next_lambda if next_lambda.dim() == next_res.dim() else next_lambda[:, None]) * next_res
+        next_q = self.critic_target.q(next_obs, next_obs["base_action"] + next_res)  # (E, B)
+        return bound_returns(b["reward"] + b["discount"] * reduce_heads(next_q), cfg.return_bounds)
+
+    def policy_q(self, obs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``res = actor(s)`` and ``Q(s, base + res)`` (E, B) with the critic's weights frozen: the
+        actor's loss reaches the actor through the action only."""
+        res = self.actor(obs)
+        with frozen(self.critic_params):
+            return res, self.critic.q(obs, obs["base_action"] + res)
+
     # -- helpers -------------------------------------------------------------------------
     def autocast(self):
         """bf16 autocast around the forward passes when ``precision == "bf16"`` (CPUs with
@@ -455,7 +506,18 @@ class AgentBase:
             self.polyak_actor(1.0)
 
     def update(self, batches) -> dict[str, float]:
-        raise NotImplementedError
+        """One env step's worth of learning: a critic step per batch (UTD = len(batches)), then one
+        actor step on the last batch unless still in the critic-only warm-up."""
+        if isinstance(batches, Mapping):
+            batches = [batches]
+        metrics: dict[str, float] = {}
+        prepared = None
+        for batch in batches:
+            prepared = self.prepare(batch)
+            metrics.update(self.update_critic(prepared, prepared=True))
+        if self.critic_updates > self.cfg.critic_warmup_steps:
+            metrics.update(self.update_actor(prepared, prepared=True))
+        return metrics
 
     def state_dict(self) -> dict:
         out = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),

@@ -8,8 +8,9 @@
         if learner.policy_version != published:
             publish(learner.actor_state_dict()); published = learner.policy_version
 
-A sampler is ``sampler(online, offline, batch_size, offline_ratio) -> numpy batch dict`` (the
-replay's ``sample_mixed`` with its rng bound); it must accept an empty online buffer (warm-up).
+A sampler is ``sampler(online, offline, batch_size, offline_ratio) -> numpy batch dict`` (default:
+``resrl.replay.sample_mixed`` with the learner's rng bound); it must accept an empty online buffer
+(warm-up).
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ import torch
 from torch import nn
 
 from resrl.algos.calql import CalQL, CalQLConfig
-from resrl.algos.common import PRECISIONS, AgentBase, Polyak, make_target, mixed_sample
+from resrl.algos.common import PRECISIONS, AgentBase, Polyak, make_target
 from resrl.algos.rlpd import RLPD, RLPDConfig
 from resrl.algos.td3 import TD3, TD3Config
 from resrl.configs import ConfigError, from_dict, load_yaml, section
+from resrl.replay.sampling import sample_mixed
 
 ALGORITHMS: dict[str, tuple[type[AgentBase], type]] = {
     "calql": (CalQL, CalQLConfig),
@@ -105,7 +107,7 @@ class Learner:
         self.algo_configs = dict(algo_configs or {})
         torch.manual_seed(self.config.seed)
         self.np_rng = np.random.default_rng(self.config.seed)
-        self.sampler: Sampler = sampler or functools.partial(mixed_sample, rng=self.np_rng)
+        self.sampler: Sampler = sampler or functools.partial(sample_mixed, rng=self.np_rng)
         name = self.config.algo
         self.agent = make_agent(name, actor, critic, self.algo_configs.get(name), self.config.device,
                                 self.config.seed, self.config.precision)

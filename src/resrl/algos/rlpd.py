@@ -6,8 +6,9 @@ Ingredients and where they live:
     caller's sampler (``resrl.algos.learner``);
   * LayerNorm ensemble critic: the critic module (``critic.q -> (E, B)``);
   * REDQ target: min over a random subset of ``target_subset`` (=2) heads;
-  * UTD: ``update(batches)`` does one critic step per batch (len(batches) = ``utd``), then one
-    actor step on the last batch once ``critic_warmup_steps`` critic steps have been made;
+  * UTD: ``update(batches)`` (``AgentBase``'s schedule) does one critic step per batch
+    (len(batches) = ``utd``), then one actor step on the last batch once ``critic_warmup_steps``
+    critic steps have been made;
   * DrQ random shift on image/depth observations (``augment_pad``).
 
 Losses (one update, batch of B transitions, heads e = 1..E):
@@ -25,88 +26,38 @@ Losses (one update, batch of B transitions, heads e = 1..E):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from typing import Mapping
 
-import torch
-from torch import nn
-
-from resrl.algos.common import (AgentBase, bound_returns, clamp_residual, clipped_noise, expectile_loss,
-                                frozen, min_over_subset, q_and_v)
+from resrl.algos.common import (AgentBase, AgentConfig, actor_metrics, critic_metrics, min_over_subset, q_and_v,
+                                td_and_value_losses)
 from resrl.algos.intervention import bc_loss
 
 
 @dataclass
-class RLPDConfig:
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    critic_weight_decay: float = 0.0  # AdamW decay on the critic (RLPD relies on LayerNorm instead)
-    tau: float = 0.005  # polyak rate of the target critic
+class RLPDConfig(AgentConfig):
     utd: int = 2  # critic updates per env step (RLPD uses 20 with 10 heads; 2 keeps a CPU at 30 Hz)
     target_subset: int = 2  # REDQ: min over this many random heads; 0 = min over all heads
-    critic_warmup_steps: int = 0  # critic-only updates before the actor starts training
-    # Noise scales are fractions of the residual bound xi (absolute when xi is unknown).
-    explore_std: float = 0.1  # exploration: res + clip(N(0, std*xi), -clip*xi, clip*xi)
-    explore_clip: float = 0.3
-    target_noise: float = 0.2  # smoothing noise on the next action in the TD target
-    target_noise_clip: float = 0.5
-    bc_weight: float = 1.0  # BC on intervention samples: ||actor(s) - (a_human - a_VLA)||^2
-    residual_l2: float = 0.0  # penalty on the residual magnitude in the actor loss
-    v_expectile: float = 0.5  # V(s) fits this expectile of Q(s, a_data) (0.5: behaviour value)
-    v_weight: float = 1.0
-    augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
-    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
-    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 class RLPD(AgentBase):
-    def __init__(self, actor: nn.Module, critic: nn.Module, cfg: RLPDConfig | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
-        super().__init__(actor, critic, cfg or RLPDConfig(), device, seed, precision)
+    config_class = RLPDConfig
 
     def critic_loss(self, b: Mapping):
         cfg = self.cfg
-        obs, next_obs = b["obs"], b["next_obs"]
-        with torch.no_grad():
-            next_res = self.actor(next_obs)
-            next_res = clamp_residual(
-                next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
-                                         self.generator), self.limit)
-            next_q = self.critic_target.q(next_obs, next_obs["base_action"] + next_res)  # (E, B)
-            next_q = min_over_subset(next_q, cfg.target_subset, self.generator)  # REDQ min of 2
-            target = b["reward"] + b["discount"] * next_q
-            target = bound_returns(target, cfg.return_bounds)
-
-        q, _, v = q_and_v(self.critic, obs, b["action"])  # (E, B), -, (B,): one trunk pass
-        td_loss = (q - target).pow(2).mean(dim=1).sum()
-        v_loss = expectile_loss(q.detach().mean(dim=0) - v, cfg.v_expectile)
+        # TD target: REDQ min over a random 2-subset of target heads, next action from the actor.
+        target = self.td_target(b, self.actor, lambda q: min_over_subset(q, cfg.target_subset, self.generator))
+        q, _, v = q_and_v(self.critic, b["obs"], b["action"])  # (E, B), -, (B,): one trunk pass
+        td_loss, v_loss = td_and_value_losses(q, target, v, cfg.v_expectile)
         loss = td_loss + cfg.v_weight * v_loss
-        return loss, {"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss, "q_mean": q.mean(),
-                      "q_target_mean": target.mean(), "v_mean": v.mean()}
-
-    def actor_loss(self, b: Mapping):
-        cfg = self.cfg
-        obs = b["obs"]
-        res = self.actor(obs)
-        with frozen(self.critic_params):
-            q_pi = self.critic.q(obs, obs["base_action"] + res).mean(dim=0)  # REDQ: mean over heads
-        bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
-        loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
-        return loss, {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q_pi.mean(),
-                      "residual_abs": res.detach().abs().mean()}
+        return loss, critic_metrics(loss, td_loss, v_loss, q, target, v)
 
     def after_critic_step(self) -> None:
         self.polyak_critic(self.cfg.tau)
 
-    def update(self, batches) -> dict[str, float]:
-        """One env step's worth of learning: a critic step per batch (UTD = len(batches)), then one
-        actor step on the last batch unless still in the critic-only warm-up."""
-        if isinstance(batches, Mapping):
-            batches = [batches]
-        metrics: dict[str, float] = {}
-        prepared = None
-        for batch in batches:
-            prepared = self.prepare(batch)
-            metrics.update(self.update_critic(prepared, prepared=True))
-        if self.critic_updates > self.cfg.critic_warmup_steps:
-            metrics.update(self.update_actor(prepared, prepared=True))
-        return metrics
+    def actor_loss(self, b: Mapping):
+        cfg = self.cfg
+        res, q = self.policy_q(b["obs"])
+        q_pi = q.mean(dim=0)  # REDQ: mean over heads
+        bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
+        loss = -q_pi.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
+        return loss, actor_metrics(loss, bc, q_pi, res)

@@ -15,79 +15,51 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+from typing import Mapping
 
-import torch
-from torch import nn
-
-from resrl.algos.common import (AgentBase, bound_returns, clamp_residual, clipped_noise, expectile_loss,
-                                frozen, q_and_v)
+from resrl.algos.common import AgentBase, AgentConfig, actor_metrics, critic_metrics, q_and_v, td_and_value_losses
 from resrl.algos.intervention import bc_loss
 
 
 @dataclass
-class TD3Config:
-    actor_lr: float = 3e-4  # paper (Table 5): 1e-5 .. 3e-4 per task
-    critic_lr: float = 3e-4  # paper: 1e-4 .. 3e-4
-    critic_weight_decay: float = 0.0
-    tau: float = 0.005
-    utd: int = 1
+class TD3Config(AgentConfig):
+    # Paper (Table 5): actor lr 1e-5 .. 3e-4, critic 1e-4 .. 3e-4 per task; 1k-2k critic-only
+    # warm-up steps; "L2 reg." (residual_l2) 0 .. 1. TD3's own noise defaults (0.1 explore,
+    # 0.2 / 0.5 smoothing, relative to the max action) are the shared ones, but for c:
+    explore_clip: float = 0.5  # paper: c = 0.5
+    bc_weight: float = 0.0  # BC on intervention samples (the paper trains in sim, no humans)
     policy_delay: int = 2  # actor + target updates every this many critic updates
     twin_heads: int = 2  # target = min over the first N heads; 0 = min over all heads
-    critic_warmup_steps: int = 0  # paper: 1k-2k critic-only steps
-    # Noise scales are fractions of the residual bound xi (absolute when xi is unknown);
-    # TD3's own defaults (0.1 explore, 0.2 / 0.5 smoothing, relative to the max action).
-    explore_std: float = 0.1
-    explore_clip: float = 0.5  # paper: c = 0.5
-    target_noise: float = 0.2
-    target_noise_clip: float = 0.5
-    bc_weight: float = 0.0  # BC on intervention samples (the paper trains in sim, no humans)
-    residual_l2: float = 0.0  # paper's "L2 reg." (0 .. 1 per task) on the residual
-    v_expectile: float = 0.5
-    v_weight: float = 1.0
-    augment_pad: int = 4
-    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
-    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 class TD3(AgentBase):
     uses_target_actor = True
-
-    def __init__(self, actor: nn.Module, critic: nn.Module, cfg: TD3Config | None = None,
-                 device: str | torch.device = "cpu", seed: int | None = None, precision: str = "fp32") -> None:
-        super().__init__(actor, critic, cfg or TD3Config(), device, seed, precision)
+    config_class = TD3Config
 
     def critic_loss(self, b: Mapping):
         cfg = self.cfg
-        obs, next_obs = b["obs"], b["next_obs"]
-        with torch.no_grad():
-            next_res = self.actor_target(next_obs)  # target policy smoothing:
-            next_res = clamp_residual(
-                next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
-                                         self.generator), self.limit)
-            next_q = self.critic_target.q(next_obs, next_obs["base_action"] + next_res)  # (E, B)
-            if cfg.twin_heads > 0:
-                next_q = next_q[: cfg.twin_heads]
-            target = b["reward"] + b["discount"] * next_q.min(dim=0).values  # clipped double Q
-            target = bound_returns(target, cfg.return_bounds)
-
-        q, _, v = q_and_v(self.critic, obs, b["action"])  # (E, B), -, (B,): one trunk pass
-        td_loss = (q - target).pow(2).mean(dim=1).sum()
-        v_loss = expectile_loss(q.detach().mean(dim=0) - v, cfg.v_expectile)
+        # TD target: clipped double Q over the first twin_heads target heads, next action from the
+        # target actor (target policy smoothing).
+        target = self.td_target(b, self.actor_target,
+                                lambda q: (q[: cfg.twin_heads] if cfg.twin_heads > 0 else q).min(dim=0).values)
+        q, _, v = q_and_v(self.critic, b["obs"], b["action"])  # (E, B), -, (B,): one trunk pass
+        td_loss, v_loss = td_and_value_losses(q, target, v, cfg.v_expectile)
         loss = td_loss + cfg.v_weight * v_loss
-        return loss, {"critic_loss": loss, "td_loss": td_loss, "v_loss": v_loss, "q_mean": q.mean(),
-                      "q_target_mean": target.mean(), "v_mean": v.mean()}
+        return loss, critic_metrics(loss, td_loss, v_loss, q, target, v)
+
+    def after_critic_step(self) -> None:
+        # The target critic moves with the delayed actor (the actor step reads neither target, so
+        # running this before that step changes nothing).
+        if self.critic_updates % self.cfg.policy_delay == 0:
+            self.polyak_critic(self.cfg.tau)
 
     def actor_loss(self, b: Mapping):
         cfg = self.cfg
-        obs = b["obs"]
-        res = self.actor(obs)
-        with frozen(self.critic_params):
-            q1 = self.critic.q(obs, obs["base_action"] + res)[0]
+        res, q = self.policy_q(b["obs"])
+        q1 = q[0]  # TD3: the first head's value
         bc = bc_loss(res, b["residual"], b["intervention"], self.limit)
         loss = -q1.mean() + cfg.bc_weight * bc + cfg.residual_l2 * res.pow(2).mean()
-        return loss, {"actor_loss": loss, "bc_loss": bc, "q_pi_mean": q1.mean(),
-                      "residual_abs": res.detach().abs().mean()}
+        return loss, actor_metrics(loss, bc, q1, res)
 
     def after_actor_step(self) -> None:
         self.polyak_actor(self.cfg.tau)
@@ -102,8 +74,7 @@ class TD3(AgentBase):
         for batch in batches:
             b = self.prepare(batch)
             metrics.update(self.update_critic(b, prepared=True))
-            if self.critic_updates % self.cfg.policy_delay == 0:
-                if self.critic_updates > self.cfg.critic_warmup_steps:
-                    metrics.update(self.update_actor(b, prepared=True))
-                self.polyak_critic(self.cfg.tau)
+            if self.critic_updates % self.cfg.policy_delay == 0 and \
+                    self.critic_updates > self.cfg.critic_warmup_steps:
+                metrics.update(self.update_actor(b, prepared=True))
         return metrics
