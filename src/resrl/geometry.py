@@ -1,7 +1,15 @@
-"""Small rotation helpers (quaternions are [x, y, z, w], as in ROS)."""
+"""Rotations on the numpy side, all through ``scipy.spatial.transform.Rotation``.
+
+Conventions: quaternions are [x, y, z, w] (ROS and scipy's default); MuJoCo's [w, x, y, z] is
+read and written with scipy's ``scalar_first=True``. Rotation vectors are axis * angle (rad) with
+the angle in [0, pi] (the shortest rotation). Composition ``a * b`` is "b, then a" in the base
+frame (the quaternion product a b). The network side (torch) has its own one helper,
+``resrl.models.residual.quat_mul``; test/unit/test_rotations.py checks both against scipy.
+"""
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 
 def unit_quat(q) -> np.ndarray:
@@ -13,21 +21,56 @@ def unit_quat(q) -> np.ndarray:
     return q / n
 
 
+def rotation_of_quat(q) -> Rotation:
+    """Rotation of an [x, y, z, w] quaternion (validated: ValueError for zero / non-finite)."""
+    return Rotation.from_quat(unit_quat(q))
+
+
 def quat_to_rotvec(q) -> np.ndarray:
-    x, y, z, w = unit_quat(q)
-    if w < 0:  # shortest rotation
-        x, y, z, w = -x, -y, -z, -w
-    s = np.sqrt(max(1.0 - w * w, 0.0))
-    angle = 2.0 * np.arctan2(s, w)
-    if s < 1e-9:
-        return np.array([x, y, z]) * 2.0  # small-angle limit
-    return np.array([x, y, z]) / s * angle
+    """[x, y, z, w] -> rotation vector of the shortest rotation (angle in [0, pi])."""
+    return rotation_of_quat(q).as_rotvec()
 
 
 def rotvec_to_quat(r) -> np.ndarray:
-    r = np.asarray(r, dtype=np.float64)
-    angle = np.linalg.norm(r)
-    if angle < 1e-12:
-        return np.array([r[0] / 2, r[1] / 2, r[2] / 2, 1.0]) / np.sqrt(1 + angle ** 2 / 4)
-    axis = r / angle
-    return np.concatenate([axis * np.sin(angle / 2), [np.cos(angle / 2)]])
+    """Rotation vector -> [x, y, z, w] with w = cos(|r| / 2) (negative only for |r| > pi)."""
+    return Rotation.from_rotvec(np.asarray(r, dtype=np.float64)).as_quat()
+
+
+def quat_to_mat(q) -> np.ndarray:
+    return rotation_of_quat(q).as_matrix()
+
+
+def mat_to_quat(m) -> np.ndarray:
+    """3x3 rotation matrix -> [x, y, z, w] (scipy's sign: the largest component positive)."""
+    return Rotation.from_matrix(np.asarray(m, dtype=np.float64)).as_quat()
+
+
+def rotvec_to_mat(r) -> np.ndarray:
+    return Rotation.from_rotvec(np.asarray(r, dtype=np.float64)).as_matrix()
+
+
+def mat_to_rotvec(m) -> np.ndarray:
+    return Rotation.from_matrix(np.asarray(m, dtype=np.float64)).as_rotvec()
+
+
+def quat_wxyz_to_xyzw(q) -> np.ndarray:
+    """MuJoCo's [w, x, y, z] -> [x, y, z, w] (normalised, sign kept)."""
+    return Rotation.from_quat(np.asarray(q, dtype=np.float64), scalar_first=True).as_quat()
+
+
+def quat_xyzw_to_wxyz(q) -> np.ndarray:
+    """[x, y, z, w] -> MuJoCo's [w, x, y, z] (normalised, sign kept)."""
+    return Rotation.from_quat(np.asarray(q, dtype=np.float64)).as_quat(scalar_first=True)
+
+
+def rotation_between(target_q, current_q) -> np.ndarray:
+    """Base-frame rotation vector taking orientation ``current_q`` to ``target_q`` (both
+    [x, y, z, w]): ``target * current^-1``, the shortest arc."""
+    return (rotation_of_quat(target_q) * rotation_of_quat(current_q).inv()).as_rotvec()
+
+
+def yaw_of_quat_xyzw(q) -> float:
+    """Heading of the frame's x axis in the base xy plane: the yaw of a ZYX (yaw-pitch-roll)
+    decomposition, still defined (and warning-free) where that decomposition has gimbal lock."""
+    m = quat_to_mat(q)
+    return float(np.arctan2(m[1, 0], m[0, 0]))

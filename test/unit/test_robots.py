@@ -4,12 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from resrl.arbiter.safety import WorkspaceBox
-from resrl.geometry import rotvec_to_quat
 from resrl.robots import franka, ur
 from resrl.robots.common import (BridgeConfig, BridgeError, GripperHysteresis, HomeMotion, StateMonitor,
-                                 limit_target, pose_error, quat_mul, twist_toward)
+                                 limit_target, pose_error, twist_toward)
 
 DOWN = [1.0, 0.0, 0.0, 0.0]   # gripper pointing down (180 deg about x)
 CFG = BridgeConfig(workspace=WorkspaceBox((0.3, -0.3, 0.05), (0.7, 0.3, 0.5)), max_linear_speed=0.2,
@@ -40,8 +40,8 @@ def test_target_outside_box_is_clamped_then_speed_limited():
 
 def test_rotation_is_speed_limited_along_the_shortest_arc():
     current = pose(0.5, 0.0, 0.3)
-    qz = rotvec_to_quat([0.0, 0.0, math.pi / 2])   # 90 deg about the base z axis
-    target = pose(0.5, 0.0, 0.3, quat_mul(qz, np.array(DOWN)))
+    qz = Rotation.from_rotvec([0.0, 0.0, math.pi / 2])   # 90 deg about the base z axis
+    target = pose(0.5, 0.0, 0.3, (qz * Rotation.from_quat(DOWN)).as_quat())
     out, hits = limit_target(target, current, CFG, DT)
     assert "step_rotation" in hits
     _, dr = pose_error(out, current)

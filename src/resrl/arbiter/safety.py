@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from resrl.actions import GRIPPER, ROTATION, STATE_DIM, TRANSLATION, InvalidActionError, as_action
-from resrl.geometry import quat_to_rotvec, rotvec_to_quat
 
 _AXES = "xyz"
 
@@ -87,28 +87,15 @@ class SafetyDecision:
     limits_hit: tuple[str, ...]     # limits that changed the action (empty when hold)
 
 
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of quaternions in [x, y, z, w] order (as resrl.geometry)."""
-    x1, y1, z1, w1 = a
-    x2, y2, z2, w2 = b
-    return np.array([
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-    ])
-
-
 def _limit_rotation(target_rv: np.ndarray, current_rv: np.ndarray, max_angle: float) -> Optional[np.ndarray]:
-    """Target orientation moved at most max_angle from current, or None when already within."""
-    q_cur = rotvec_to_quat(current_rv)
-    q_cur_inv = q_cur * np.array([-1.0, -1.0, -1.0, 1.0])
-    # Rotation from current to target in the base frame; quat_to_rotvec takes the shortest arc.
-    delta = quat_to_rotvec(_quat_mul(rotvec_to_quat(target_rv), q_cur_inv))
+    """Target orientation moved at most max_angle from current along the shortest arc, or None
+    when already within. Orientations are base-frame rotation vectors."""
+    current = Rotation.from_rotvec(current_rv)
+    delta = (Rotation.from_rotvec(target_rv) * current.inv()).as_rotvec()  # current -> target, base frame
     angle = float(np.linalg.norm(delta))
     if angle <= max_angle:
         return None
-    return quat_to_rotvec(_quat_mul(rotvec_to_quat(delta * (max_angle / angle)), q_cur))
+    return (Rotation.from_rotvec(delta * (max_angle / angle)) * current).as_rotvec()
 
 
 def clamp_action(action: np.ndarray, current_state: np.ndarray, config: SafetyConfig) -> tuple[np.ndarray, list[str]]:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from resrl.arbiter.safety import SafetyConfig, WorkspaceBox, clamp_action
-from resrl.geometry import quat_to_rotvec, rotvec_to_quat
+from resrl.geometry import quat_to_rotvec, rotation_between, rotvec_to_quat
 
 
 class BridgeError(ValueError):
@@ -91,19 +91,10 @@ def limit_target(target, current, config: BridgeConfig, dt: float) -> Tuple[np.n
     return out, hits
 
 
-def quat_mul(a, b) -> np.ndarray:
-    """Hamilton product, quaternions as [x, y, z, w]."""
-    x1, y1, z1, w1 = a
-    x2, y2, z2, w2 = b
-    return np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2, w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2, w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2])
-
-
 def pose_error(target, current) -> Tuple[np.ndarray, np.ndarray]:
     """(translation error (3,), rotation error as a base-frame rotation vector (3,))."""
     target, current = check_pose(target, "target pose"), check_pose(current, "measured pose")
-    inv = current[3:] * np.array([-1.0, -1.0, -1.0, 1.0])
-    return target[:3] - current[:3], quat_to_rotvec(quat_mul(target[3:], inv))
+    return target[:3] - current[:3], rotation_between(target[3:], current[3:])
 
 
 def twist_toward(target, current, config: BridgeConfig, gain: float) -> Tuple[np.ndarray, np.ndarray]:

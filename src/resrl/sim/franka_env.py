@@ -58,6 +58,8 @@ _check_gl_backend()
 import mujoco  # noqa: E402
 
 from resrl.actions import ACTION_DIM, as_action
+from resrl.geometry import (mat_to_rotvec, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz, rotvec_to_mat,  # noqa: F401
+                            yaw_of_quat_xyzw)  # yaw_of_quat_xyzw: for resrl.sim.scripted
 
 TASKS = ("pick_lift", "pick_place")
 ASSET_XML = Path(__file__).resolve().parent / "assets" / "franka_table.xml"
@@ -145,50 +147,7 @@ class SimConfig:
 
 
 # ----------------------------------------------------------------------------- rotations
-def quat_wxyz_to_xyzw(q) -> np.ndarray:
-    return np.array([q[1], q[2], q[3], q[0]], dtype=np.float64)
-
-
-def quat_xyzw_to_wxyz(q) -> np.ndarray:
-    return np.array([q[3], q[0], q[1], q[2]], dtype=np.float64)
-
-
-def mat_to_rotvec(mat) -> np.ndarray:
-    q = np.zeros(4)
-    mujoco.mju_mat2Quat(q, np.asarray(mat, dtype=np.float64).reshape(9))
-    return quat_wxyz_to_rotvec(q)
-
-
-def quat_wxyz_to_rotvec(q) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q)
-    if q[0] < 0:
-        q = -q
-    s = np.linalg.norm(q[1:])
-    if s < 1e-12:
-        return 2.0 * q[1:]
-    return q[1:] / s * (2.0 * math.atan2(s, q[0]))
-
-
-def rotvec_to_quat_wxyz(r) -> np.ndarray:
-    r = np.asarray(r, dtype=np.float64)
-    a = np.linalg.norm(r)
-    if a < 1e-12:
-        q = np.array([1.0, r[0] / 2, r[1] / 2, r[2] / 2])
-        return q / np.linalg.norm(q)
-    return np.concatenate([[math.cos(a / 2)], r / a * math.sin(a / 2)])
-
-
-def rotvec_to_mat(r) -> np.ndarray:
-    m = np.zeros(9)
-    mujoco.mju_quat2Mat(m, rotvec_to_quat_wxyz(r))
-    return m.reshape(3, 3)
-
-
-def yaw_of_quat_xyzw(q) -> float:
-    """Yaw (rotation about base z) of an orientation given as quaternion xyzw."""
-    x, y, z, w = q
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+# quaternion layout, rotation vectors and yaw: resrl.geometry (scipy); MuJoCo quaternions are wxyz.
 
 
 def wrap_angle(a: float) -> float:

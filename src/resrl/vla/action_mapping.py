@@ -22,8 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from resrl.geometry import quat_to_rotvec
-from resrl.perception.transforms import rotmat_to_quat
+from resrl.geometry import mat_to_rotvec
 
 ACTION_SPACES = ("eef_absolute", "joint_velocity")
 
@@ -59,7 +58,7 @@ def franka_fk(q) -> np.ndarray:
 def transform_to_pose6(t) -> np.ndarray:
     """4x4 transform -> [x y z rx ry rz] (rotation vector)."""
     t = np.asarray(t, dtype=np.float64)
-    return np.concatenate([t[:3, 3], quat_to_rotvec(rotmat_to_quat(t[:3, :3]))])
+    return np.concatenate([t[:3, 3], mat_to_rotvec(t[:3, :3])])
 
 
 def load_kinematics(spec: str) -> Callable[[np.ndarray], np.ndarray]:
