@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from resrl.bags.schema import typestore
-from resrl.bags.writer import bag_file
 
 
 class BagError(RuntimeError):
@@ -54,6 +53,7 @@ class BagData:
     issues: List[BagIssue] = field(default_factory=list)
     recovered: bool = False     # read by scanning a damaged file
     count: int = 0              # messages loaded
+    read_directly: str = ""     # why the storage files were read without rosbags ("" when they were not)
 
     def issue(self, topic: str, stamp_ns: int, what: str) -> BagIssue:
         item = BagIssue(str(self.path), topic, int(stamp_ns), what)
@@ -72,29 +72,39 @@ class BagData:
 
 
 def read_bag(path: str | Path, topics: Optional[Iterable[str]] = None) -> BagData:
-    """All messages of ``topics`` (all topics when None) in log-time order, plus the issues found."""
+    """All messages of ``topics`` (all topics when None) in log-time order, plus the issues found.
+
+    The ``rosbags`` reader goes first. When it raises, or yields fewer messages than the bag's
+    metadata counts while raising nothing (it matches the metadata's connections to the file's
+    by QoS profile and type hash, and older rosbag2 versions write those differently in the two
+    places), the storage files are read directly (``mcap`` / ``sqlite3``) before anything is
+    called damaged: a message counts as lost only when the file itself does not give it.
+    """
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     wanted = set(topics) if topics is not None else None
     data = BagData(path)
-    storage = bag_file(path)
     try:
-        _read_rosbags(path, wanted, data)
-    except Exception as exc:   # rosbags raises several types for damaged files
-        if storage is None or storage.suffix != ".mcap":
-            raise BagError(f"{path}: unreadable bag ({type(exc).__name__}: {exc})") from exc
-        data.messages.clear()   # the scan reads them again, in file order
-        data.issues.clear()
-        data.count = 0
-        data.recovered = True
-        _scan_mcap(storage, wanted, data, reason=f"{type(exc).__name__}: {exc}")
+        expected = _read_rosbags(path, wanted, data)
+        reason = "" if data.count >= expected else (f"the rosbags reader gave {data.count} of the {expected} "
+                                                     "messages the metadata counts")
+    except Exception as exc:   # rosbags raises several types for damaged files and unusual bags
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason:
+        direct = _read_direct(path, wanted, reason)
+        if direct is None:
+            if not data.count:
+                raise BagError(f"{path}: unreadable bag ({reason})")
+        elif direct.count >= data.count:
+            data = direct
     if not any(data.messages.values()):
         raise BagError(f"{path}: no readable message" + (f" ({data.issues[-1]})" if data.issues else ""))
     return data
 
 
-def _read_rosbags(path: Path, wanted, data: BagData) -> None:
+def _read_rosbags(path: Path, wanted, data: BagData) -> int:
+    """Read through rosbags; returns how many messages of the read topics the metadata counts."""
     from rosbags.rosbag2 import Reader
     folder = path.parent if path.is_file() else path
     store = typestore(fresh=True)      # a bag's embedded types go into a store of its own
@@ -115,15 +125,94 @@ def _read_rosbags(path: Path, wanted, data: BagData) -> None:
             data.types[conn.topic] = conn.msgtype
             connections.append(conn)
         deserialize = lenient_deserializer(store)
+        undecodable = 0
         for conn, log_ns, raw in reader.messages(connections=connections):
-            _add(data, conn.topic, conn.msgtype, log_ns, raw, deserialize)
-        for conn in connections:   # damage inside the file that the index did not notice
-            got = len(data.messages.get(conn.topic, ()))
-            expected = sum(c.msgcount for c in connections if c.topic == conn.topic)
-            if got < expected and not any(i.topic == conn.topic for i in data.issues):
-                last = data.messages[conn.topic][-1].log_ns if got else reader.start_time
-                data.issue(conn.topic, last, f"{expected - got} of {expected} messages unreadable "
-                                             f"(file damaged); {got} loaded")
+            undecodable += not _add(data, conn.topic, conn.msgtype, log_ns, raw, deserialize)
+        return sum(c.msgcount for c in connections) - undecodable
+
+
+def storage_files(path: Path) -> List[Path]:
+    """The storage files of a bag, in the order its metadata lists them (a split bag has several)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    listed = []
+    try:
+        from ruamel.yaml import YAML
+        info = YAML(typ="safe").load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        listed = [path / Path(rel).name for rel in info.get("relative_file_paths", [])]
+    except Exception:   # no or unreadable metadata: the files in the folder are all there is
+        pass
+    found = sorted(p for p in path.glob("*") if p.suffix in (".mcap", ".db3"))
+    return [p for p in listed if p.is_file()] + [p for p in found if p not in listed]
+
+
+def _read_direct(path: Path, wanted, reason: str) -> Optional[BagData]:
+    """Every message the storage files themselves hold; None when there is no storage file or no
+    file opens at all."""
+    files = storage_files(path)
+    if not files:
+        return None
+    data = BagData(path, read_directly=reason)
+    store = typestore(fresh=True)
+    opened = 0
+    for file in files:
+        if file.suffix == ".db3":
+            opened += _read_sqlite(file, wanted, data, store)
+        else:
+            opened += _scan_mcap(file, wanted, data, store, reason)
+    if not opened:
+        return None
+    for topic in data.messages:
+        data.messages[topic].sort(key=lambda m: (m.log_ns, m.seq))
+    return data
+
+
+def _read_sqlite(file: Path, wanted, data: BagData, store) -> bool:
+    """A rosbag2 sqlite3 file read with plain SQL: topics are matched by their id in the file."""
+    import sqlite3
+    deserialize = lenient_deserializer(store)
+    try:
+        db = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"topics", "messages"} <= tables:
+                return False
+            if "message_definitions" in tables:   # metadata version >= 8
+                for msgtype, encoding, text in db.execute(
+                        "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"):
+                    if msgtype not in store.fielddefs:
+                        types = _embedded_types(msgtype, encoding, text or "")
+                        if msgtype in types:
+                            store.register(types)
+            topics = {}
+            for topic_id, name, msgtype in db.execute("SELECT id, name, type FROM topics"):
+                if wanted is not None and name not in wanted:
+                    continue
+                if msgtype not in store.fielddefs:
+                    data.issue(name, 0, f"unknown message type {msgtype} (no definition in the bag or the type "
+                                        "store); topic skipped")
+                    continue
+                topics[topic_id] = (name, msgtype)
+                data.types[name] = msgtype
+        except sqlite3.Error:
+            return False
+        read = 0
+        try:
+            for topic_id, log_ns, raw in db.execute(
+                    "SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp, id"):
+                if topic_id in topics:
+                    _add(data, *topics[topic_id], log_ns, raw, deserialize)
+                    read += 1
+        except sqlite3.Error as exc:
+            data.issue("", data.end_ns, f"{file.name}: database damaged after {read} messages "
+                                        f"({type(exc).__name__}: {exc}); the messages before it loaded")
+        return True
+    finally:
+        db.close()
 
 
 MAX_TRAILING_BYTES = 16
@@ -153,26 +242,28 @@ def lenient_deserializer(store):
     return deserialize
 
 
-def _add(data: BagData, topic: str, msgtype: str, log_ns: int, raw, deserialize) -> None:
+def _add(data: BagData, topic: str, msgtype: str, log_ns: int, raw, deserialize) -> bool:
     try:
         msg = deserialize(raw, msgtype)
     except Exception as exc:
         data.issue(topic, log_ns, f"message of type {msgtype} does not deserialize ({type(exc).__name__}: {exc}); "
                                   "skipped")
-        return
+        return False
     data.count += 1
     data.messages[topic].append(BagMessage(int(log_ns), msg, data.count))
+    return True
 
 
-def _scan_mcap(file: Path, wanted, data: BagData, reason: str) -> None:
-    """Read a damaged MCAP file: chunk by chunk from its summary when it has one (a damaged chunk
-    is skipped), else sequentially up to the damage (a truncated file has no summary)."""
+def _scan_mcap(file: Path, wanted, data: BagData, store, reason: str) -> bool:
+    """Read an MCAP file with the ``mcap`` library: chunk by chunk from its summary when it has one
+    (a damaged chunk is skipped and named), else record by record up to the damage (a killed
+    recorder leaves no summary). Channels are matched by their id in the file. False when the
+    file cannot be opened."""
+    from mcap.exceptions import EndOfFile
     from mcap.reader import SeekingReader
     from mcap.records import Channel, Message, Schema
-    from mcap.exceptions import EndOfFile
     from mcap.stream_reader import StreamReader
 
-    store = typestore(fresh=True)
     deserialize = lenient_deserializer(store)
     schemas, channels, unknown = {}, {}, set()
 
@@ -200,7 +291,11 @@ def _scan_mcap(file: Path, wanted, data: BagData, reason: str) -> None:
             data.types[channel.topic] = msgtype
             _add(data, channel.topic, msgtype, record.log_time, record.data, deserialize)
 
-    with open(file, "rb") as stream:
+    try:
+        stream = open(file, "rb")
+    except OSError:
+        return False
+    with stream:
         try:
             summary = SeekingReader(stream).get_summary()
         except Exception:
@@ -216,11 +311,13 @@ def _scan_mcap(file: Path, wanted, data: BagData, reason: str) -> None:
                         handle(record)
                 except EndOfFile:
                     if chunk.tell() < index.chunk_length:
-                        data.issue("", index.message_start_time, f"chunk at byte {index.chunk_start_offset} is "
-                                                                 "cut short; its messages are lost, the rest loaded")
+                        data.recovered = True
+                        data.issue("", index.message_start_time, f"{file.name}: chunk at byte "
+                                   f"{index.chunk_start_offset} is cut short; its messages are lost, the rest loaded")
                 except Exception as exc:
+                    data.recovered = True
                     data.issue("", index.message_start_time,
-                               f"chunk at byte {index.chunk_start_offset} with messages from "
+                               f"{file.name}: chunk at byte {index.chunk_start_offset} with messages from "
                                f"t={index.message_start_time / 1e9:.3f}s to t={index.message_end_time / 1e9:.3f}s "
                                f"is corrupted ({type(exc).__name__}: {exc}); its messages are lost, the rest loaded")
         else:
@@ -228,13 +325,16 @@ def _scan_mcap(file: Path, wanted, data: BagData, reason: str) -> None:
             try:
                 for record in StreamReader(stream, skip_magic=False).records:
                     handle(record)
-                data.issue("", data.end_ns, f"MCAP file has no summary, recovered by scanning ({reason})")
+                if summary is None:
+                    data.recovered = True
+                    data.issue("", data.end_ns, f"{file.name}: MCAP file has no summary, recovered by scanning "
+                                                f"({reason})")
             except Exception as exc:
-                data.issue("", data.end_ns, f"file truncated or corrupted at byte {stream.tell()} "
+                data.recovered = True
+                data.issue("", data.end_ns, f"{file.name}: file truncated or corrupted at byte {stream.tell()} "
                                             f"({type(exc).__name__}: {exc}); loaded the "
                                             f"{sum(map(len, data.messages.values()))} messages before it")
-    for topic in data.messages:
-        data.messages[topic].sort(key=lambda m: (m.log_ns, m.seq))
+    return True
 
 
 def _embedded_types(name: str, encoding: str, text: str) -> dict:
