@@ -103,7 +103,8 @@ class CalQL(AgentBase):
                 next_res + clipped_noise(next_res, self.rel(cfg.target_noise), self.rel(cfg.target_noise_clip),
                                          self.generator), self.limit)
             if cfg.gated_target and "next_lambda" in b:  # the policy VGM runs: base' + lambda' * res'
-                next_res = b["next_lambda"][:, None] * next_res
+                lam = b["next_lambda"]   # (B, 7) per dimension (per-group VGM); (B,) from older batches
+                next_res = (lam[:, None] if lam.dim() == 1 else lam) * next_res
             next_a = next_obs["base_action"] + next_res
             next_q = min_over_subset(self.critic_target.q(next_obs, next_a), cfg.target_subset, self.generator)
             target = b["reward"] + b["discount"] * next_q
