@@ -66,9 +66,10 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
         NodeSpec("pose_tracker_node", "pose_tracker", common, dict(shared)),
         NodeSpec("vla_chunk_node", "vla_chunk_provider", common, dict(shared)),
         NodeSpec("residual_policy_node", "residual_policy", common, dict(shared)),
-        NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "mode": mode}),
+        # One name for the arbiter mode, vgm.mode (resrl.node_config): the learner reads it too.
+        NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "vgm.mode": mode}),
         NodeSpec("learner_node", "replay_learner", common,
-                 {**shared, "run_dir": run_dir, "session": session, "mode": mode}),
+                 {**shared, "run_dir": run_dir, "session": session, "vgm.mode": mode}),
         # The session bag, <run_dir>/bag (docs/data.md): what offline training and export replay.
         NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}),
     ]
@@ -120,9 +121,9 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
         NodeSpec("pose_tracker_node", "pose_tracker", common, dict(shared)),
         NodeSpec("vla_chunk_node", "vla_chunk_provider", common, vla, remaps),
         NodeSpec("residual_policy_node", "residual_policy", common, dict(shared), remaps),
-        NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "mode": mode}, remaps),
+        NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "vgm.mode": mode}, remaps),
         NodeSpec("learner_node", "replay_learner", common,
-                 {**shared, "run_dir": run_dir, "session": session, "mode": mode}, remaps),
+                 {**shared, "run_dir": run_dir, "session": session, "vgm.mode": mode}, remaps),
         NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}, remaps),
         NodeSpec("keyboard_node", "keyboard", common, dict(shared), remaps),
     ]

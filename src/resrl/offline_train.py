@@ -20,18 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from resrl.configs import ConfigError, from_dict, load_yaml, section
-
-
-def _params(path: str | None, node: str) -> dict:
-    """Flat ROS parameters for ``node`` from a ros__parameters YAML (``/**`` first, then the node)."""
-    if not path:
-        return {}
-    data = load_yaml(path)
-    out = {}
-    for key in ("/**", node):
-        out.update(section(data, key, "ros__parameters"))
-    return out
+from resrl.configs import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,17 +54,20 @@ def run(args: argparse.Namespace) -> dict:
     from resrl.launch_runner import package_share
     from resrl.models import build_critic, build_residual
     from resrl.models.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
-    from resrl.models.config import ModelConfig
-    from resrl.nodes.learner_node import obs_spec
-    from resrl.replay import ReplayBuffer
+    from resrl.node_config import (LearnerNodeConfig, SharedConfig, learner_overrides, make_buffers, node_params,
+                                   obs_spec, split)
 
     out = Path(args.out)
-    params = _params(args.params, "replay_learner")
-    model_cfg = from_dict(ModelConfig, params.get("model", {}), "model")
-    model_cfg.obs_mode = args.obs_mode or params.get("obs_mode", "object")
-    learner_cfg, algo_cfgs = load_configs(args.learner_config or package_share() / "config" / "learner.yaml")
-    overrides = {k.split(".", 1)[1]: v for k, v in params.items()
-                 if k.startswith("learner.") and k != "learner.enabled"}
+    # The learner node's parameters, read by the one loader the nodes and the in-process runner use.
+    if args.params:
+        shared, node_cfg = split(node_params(args.params, "replay_learner"), "replay_learner")
+    else:
+        shared, node_cfg = SharedConfig(), LearnerNodeConfig()
+    model_cfg = shared.model
+    model_cfg.obs_mode = args.obs_mode or shared.obs_mode
+    learner_cfg, algo_cfgs = load_configs(args.learner_config or node_cfg.learner_config
+                                          or package_share() / "config" / "learner.yaml")
+    overrides = learner_overrides(node_cfg)
     for name, value in (("algo", args.algo), ("warmup_steps", args.warmup_steps), ("batch_size", args.batch_size),
                         ("learning_starts", args.learning_starts)):
         if value is not None:
@@ -85,16 +77,12 @@ def run(args: argparse.Namespace) -> dict:
     replay_dir = out / "replay"
     if replay_dir.exists() and any(replay_dir.rglob("episode-*")):
         raise SystemExit(f"{replay_dir} already holds a replay; choose a new --out")
-    spec = obs_spec(model_cfg.obs_mode, model_cfg)
-    gamma, n_step = float(params.get("replay.gamma", 0.99)), int(params.get("replay.n_step", 1))
-    capacity = int(params.get("replay.capacity", 200_000))
-    online = ReplayBuffer(spec, capacity, replay_dir / "online", gamma, n_step, "online")
-    offline = ReplayBuffer(spec, capacity, replay_dir / "demos", gamma, n_step, "demos")
+    online, offline = make_buffers(obs_spec(model_cfg.obs_mode, model_cfg), node_cfg.replay, out)
 
     rebuild_cfg = RebuildConfig(obs_mode=model_cfg.obs_mode, num_objects=model_cfg.num_objects,
                                 conf_threshold=model_cfg.conf_threshold, image_size=model_cfg.image_size,
                                 tolerance_ms=args.tolerance_ms,
-                                control_rate_hz=args.control_rate_hz or float(params.get("control_rate_hz", 10.0)),
+                                control_rate_hz=args.control_rate_hz or shared.control_rate_hz,
                                 teleop=TeleopTopics.from_remaps(args.remap))
     reports, issues = [], []
     for bag in args.bags:

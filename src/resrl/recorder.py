@@ -24,9 +24,20 @@ class Command:
     action: np.ndarray
     base_action: np.ndarray
     residual: np.ndarray
-    lambda_: float
+    lambda_: np.ndarray                      # (7,) lambda per action dimension (scalar: the same for all)
     intervention: bool
     composed: Optional[np.ndarray] = None   # pre-safety-filter action (the human's intent on takeovers)
+
+
+def command(step: int, stamp_ns: int, action, base_action, residual, lambda_per_dim, intervention: bool,
+            composed=None) -> Command:
+    """A Command from a CommandedAction's fields (learner node) or a resrl.control.Decision (in-process)."""
+    lam = np.asarray(lambda_per_dim, np.float32)
+    composed = None if composed is None or len(composed) != 7 else np.asarray(composed, np.float32)
+    return Command(step=int(step), stamp_ns=int(stamp_ns), action=np.asarray(action, np.float32),
+                   base_action=np.asarray(base_action, np.float32), residual=np.asarray(residual, np.float32),
+                   lambda_=lam if lam.size else np.zeros(7, np.float32), intervention=bool(intervention),
+                   composed=composed)
 
 
 @dataclass

@@ -1,10 +1,20 @@
 """The learning session plan (ROS-free): demos -> Cal-QL warm-up -> online episodes with periodic
 evaluation, until an evaluation block is all successes or the env-step budget is spent.
+
+Frozen-policy evaluation: an evaluation block runs one weight snapshot. While ``in_eval_block``
+the runners deploy no new weights, and evaluation episodes never enter the replay.
+
+Resume: :class:`SessionStore` keeps the plan's records in ``<run_dir>/session.json`` (written
+atomically after each episode's replay data is on disk); :meth:`SessionPlan.restore` replays them,
+so the episode counter, the evaluation schedule and the step budget continue where they stopped.
 """
 from __future__ import annotations
 
+import json
+import os
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Deque, List, Optional, Tuple
 
 
@@ -103,5 +113,50 @@ class SessionPlan:
                 if self._eval_successes == self.cfg.eval_episodes and self.cfg.stop_at_goal:
                     self.finished_reason = f"{self.cfg.eval_episodes}/{self.cfg.eval_episodes} evaluation successes"
 
+    @property
+    def in_eval_block(self) -> bool:
+        """An evaluation block has started and not ended: the deployed weights must not change."""
+        return self._eval_left > 0
+
+    def restore(self, records: List[dict]) -> None:
+        """Replay stored records on a fresh plan (same config and seed): the schedule continues."""
+        if self.records:
+            raise RuntimeError("restore() needs a fresh plan")
+        for r in records:
+            if self.next_episode() is None:
+                break
+            self.record(EpisodeRecord(**r))
+
     def train_success_rate(self) -> float:
         return sum(self._recent) / len(self._recent) if self._recent else 0.0
+
+
+class SessionStore:
+    """``<run_dir>/session.json``: the plan's episode records and whether the warm-up finished."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / "session.json"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def save(self, plan: SessionPlan, **extra) -> None:
+        data = {"seed": plan.seed, "config": asdict(plan.cfg), "warmup_done": plan.warmup_done,
+                "records": [asdict(r) for r in plan.records], **extra}
+        tmp = self.path.with_suffix(".json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def load(self) -> dict:
+        return json.loads(self.path.read_text())
+
+    def restore(self, plan: SessionPlan) -> dict:
+        """Fill a fresh ``plan`` from the store; refuses a store written by another seed."""
+        data = self.load()
+        if int(data["seed"]) != plan.seed:
+            raise ValueError(f"{self.path}: written by a session with seed {data['seed']}, this one has {plan.seed}")
+        plan.restore(data["records"])
+        return data

@@ -27,7 +27,9 @@ def test_session_runs_demos_warmup_train_and_eval():
     zone = poses[seen, 1, :3]   # a fixed zone seen through +-3 mm of tracker noise, in the task's range
     assert seen.any() and np.ptp(zone, axis=0).max() <= 0.006 + 1e-6
     assert 0.39 <= zone[:, 0].min() and zone[:, 0].max() <= 0.63 and np.abs(zone[:, 1]).max() <= 0.23
-    assert len(online) == sum(k != "demo" for k in kinds) and not any(ep.intervention.any() for ep in online)
+    # Evaluation episodes never enter the replay (frozen-policy evaluation): only train episodes are online.
+    assert len(online) == kinds.count("train") and not any(ep.intervention.any() for ep in online)
+    assert all(ep.meta["kind"] == "train" for ep in online)
     assert all(0.0 <= e["mean_lambda"] <= 1.0 for e in result["episodes"])
     assert result["train_steps"] + sum(e["steps"] for e in result["episodes"] if e["kind"] == "eval") \
         == result["env_steps"]

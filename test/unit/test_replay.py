@@ -155,10 +155,63 @@ def test_next_lambda_is_the_arbiters_lambda_at_the_bootstrap_step():
                      done=False, truncated=t == 4, intervention=t == 3)
     buf.end_episode(False)
     batch = buf.sample(300, np.random.default_rng(0))
-    got = {int(t): float(v) for t, v in zip(batch["obs"]["state"][:, 1], batch["next_lambda"])}
+    assert batch["next_lambda"].shape == (300, 7)   # per action dimension
+    got = {int(t): float(v) for t, v in zip(batch["obs"]["state"][:, 1], batch["next_lambda"][:, 0])}
     # step t bootstraps at t+2: lambda of that step; 1 where a human acted (t+2 = 3) or the
     # episode has no such step (t = 3, 4).
     assert got == {0: pytest.approx(0.3), 1: 1.0, 2: pytest.approx(0.5), 3: 1.0, 4: 1.0}
+    np.testing.assert_array_equal(batch["next_lambda"], batch["next_lambda"][:, :1].repeat(7, axis=1))
+
+
+def test_lambda_per_dimension_is_stored_reloaded_and_bootstrapped(tmp_path):
+    """Per-group VGM: the replay keeps each dimension's lambda, on disk too, for the gated TD target."""
+    per_dim = np.array([0.8, 0.8, 0.8, 0.5, 0.5, 0.5, 0.0], np.float32)
+    buf = ReplayBuffer(OBJ_SPEC, 100, tmp_path, gamma=0.5, n_step=1)
+    buf.start_episode(make_obs(OBJ_SPEC, 0, 0))
+    for t in range(3):
+        buf.add_step(np.zeros(7), np.zeros(7), per_dim * (t + 1) / 3, 0.0, make_obs(OBJ_SPEC, 0, t + 1),
+                     done=t == 2)
+    buf.end_episode(True)
+    for b in (buf, ReplayBuffer(OBJ_SPEC, 100, tmp_path, gamma=0.5, n_step=1)):
+        ep = next(b.episodes())
+        np.testing.assert_allclose(ep.lambda_, [per_dim / 3, per_dim * 2 / 3, per_dim])
+        batch = b.sample(64, np.random.default_rng(0))
+        first = batch["obs"]["state"][:, 1] == 0
+        np.testing.assert_allclose(batch["next_lambda"][first], np.tile(per_dim * 2 / 3, (first.sum(), 1)), 1e-6)
+    with pytest.raises(ValueError, match="lambda_"):
+        buf.start_episode(make_obs(OBJ_SPEC, 0, 0))
+        buf.add_step(np.zeros(7), np.zeros(7), np.zeros(3), 0.0, make_obs(OBJ_SPEC, 0, 1), done=False)
+
+
+def test_version_1_files_load_with_one_lambda_for_every_dimension(tmp_path):
+    """Replays written before per-dimension lambda (format 1: one f32) still load."""
+    import struct
+    import zlib
+
+    from resrl.replay import storage
+    buf = ReplayBuffer(OBJ_SPEC, 100, tmp_path, n_step=1)
+    run_episode(buf, OBJ_SPEC, 0, [0.0, 1.0])
+    path = next(tmp_path.glob("episode-*.rrb"))
+    data = bytearray(path.read_bytes())
+    spec, _, _, pos = storage.read_header(path, bytes(data))
+    head = bytes(data[:pos])
+    v = len(storage.MAGIC)
+    version_1 = bytearray(head)
+    version_1[v:v + 4] = (1).to_bytes(4, "little")
+    version_1[pos - 4:pos] = struct.pack("<I", zlib.crc32(bytes(version_1[v:pos - 4])))
+    out = bytearray(version_1)
+    new_fields = storage.nbytes(storage.STEP_FIELDS)
+    for rtype, payload in storage._records(path, bytes(data), pos):
+        if rtype == storage.STEP:   # action, residual, then the 7 lambdas -> the first one only
+            lam_at = 2 * 7 * 4
+            payload = payload[:lam_at + 4] + payload[lam_at + 7 * 4:]
+            assert len(payload) == new_fields - 6 * 4 + storage.nbytes(spec)
+        rec = bytes([rtype]) + len(payload).to_bytes(4, "little")
+        out += rec + struct.pack("<I", zlib.crc32(payload, zlib.crc32(rec))) + payload
+    path.write_bytes(bytes(out))
+    reloaded = ReplayBuffer(OBJ_SPEC, 100, tmp_path, n_step=1)
+    ep = next(reloaded.episodes())
+    assert ep.lambda_.shape == (2, 7) and len(reloaded) == 2
 
 
 def test_mixed_sampling_ratio_and_empty_sides():

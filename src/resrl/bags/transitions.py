@@ -208,7 +208,7 @@ def _session_plans(data: BagData, cfg: RebuildConfig):
                 step=int(msg.step), stamp_ns=_stamp_ns(msg.header), action=np.asarray(msg.action, np.float32),
                 base_action=np.asarray(msg.base_action, np.float32),
                 residual=np.asarray(msg.residual_action, np.float32),
-                lambda_=float(np.mean(msg.lambda_per_dim)) if len(msg.lambda_per_dim) else 0.0,
+                lambda_=np.asarray(msg.lambda_per_dim, np.float32) if len(msg.lambda_per_dim) == 7 else 0.0,
                 intervention=bool(msg.intervention), composed=composed if len(composed) == 7 else None))
         plans.append(plan)
     return plans, obs, "session"

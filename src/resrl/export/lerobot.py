@@ -43,7 +43,8 @@ class ExportError(ValueError):
 
 def hybrid_switch(episode) -> Optional[int]:
     """First residual step of a PLD hybrid rollout (base-only prefix, residual to the end), else None."""
-    active = np.asarray(episode.lambda_) > 0
+    lam = np.asarray(episode.lambda_)
+    active = (lam.reshape(len(lam), -1) > 0).any(axis=1)   # per-dimension lambda: any dimension on
     if len(active) < 2 or active[0] or not active.any():
         return None
     t = int(np.argmax(active))

@@ -27,69 +27,56 @@ from resrl.algos.learner import Learner, load_configs
 from resrl.configs import ConfigError
 from resrl.models import build_critic, build_residual
 from resrl.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from resrl.models.config import ModelConfig
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, PolicyWeights
-from resrl.policy_runtime import pack_weights
-from resrl.recorder import Command, EpisodeRecorder, Terminal
-from resrl.replay import ReplayBuffer
+from resrl.recorder import EpisodeRecorder, Terminal, command
 from resrl.ros import qos
 from resrl.ros.convert import stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.ros.observation import ObservationSubscriber
 from resrl.ros.params import declare_dataclass
-from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
+from resrl.node_config import LearnerNodeConfig, SharedConfig, episode_buffers, make_buffers, obs_spec
+from resrl.session import EpisodeRecord, SessionPlan, SessionStore
+from resrl.trainer import Trainer
 from resrl.srv import LoadCheckpoint, ResetEpisode, SaveCheckpoint
 
 TERMINAL = {EpisodeEvent.SUCCESS: (True, False), EpisodeEvent.FAILURE: (False, False),
             EpisodeEvent.TIMEOUT: (False, True), EpisodeEvent.ABORT: (False, True)}
 
 
-def obs_spec(obs_mode: str, cfg: ModelConfig) -> dict:
-    spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32")}
-    if obs_mode == "image":
-        s = cfg.image_size
-        spec.update(image=((s, s, 3), "uint8"), depth=((s, s), "uint8"))
-    else:
-        spec.update(object_poses=((cfg.num_objects * 7,), "float32"), object_conf=((cfg.num_objects,), "float32"))
-    return spec
-
-
 class LearnerNode(Node):
     def __init__(self):
         super().__init__("replay_learner")
         p = self.declare_parameter
-        self.obs_mode = p("obs_mode", "object").value
-        self.session_mode = p("session", "manual").value
-        self.run_dir = Path(p("run_dir", "runs/latest").value).resolve()
-        self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
-        self.arbiter_mode = p("mode", "vgm").value
-        seed = p("seed", 0).value
-        learner_yaml = p("learner_config", "").value
-        capacity = p("replay.capacity", 200_000).value
-        gamma = p("replay.gamma", 0.99).value
-        n_step = p("replay.n_step", 1).value
-        self.updates_per_step = p("updates_per_step", 1).value
+        self.shared = declare_dataclass(self, SharedConfig)
+        self.cfg = cfg = declare_dataclass(self, LearnerNodeConfig)
+        self.obs_mode = self.shared.obs_mode
+        self.session_mode = cfg.session
+        self.run_dir = Path(cfg.run_dir).resolve()
+        self.period_ns = int(round(1e9 / self.shared.control_rate_hz))
+        self.arbiter_mode = cfg.vgm.mode
+        seed = self.shared.seed
+        self.updates_per_step = cfg.updates_per_step
         # Stamps on the control-period grid, one command per step (lockstep sim, robot bridge):
         # an episode's last transition then waits for a last command that the terminal event overtook.
-        self.step_grid = p("step_grid", False).value
-        self.wait_for_nodes = [n for n in p("wait_for_nodes", "").value.split(",") if n]   # before episode 1
-        self.startup_wait_s = p("startup_wait_s", 3.0).value
-        self.terminal_wait_s = p("terminal_wait_s", 5.0).value
+        self.step_grid = cfg.step_grid
+        self.wait_for_nodes = [n for n in cfg.wait_for_nodes.split(",") if n]   # before episode 1
+        self.startup_wait_s = cfg.startup_wait_s
+        self.terminal_wait_s = cfg.terminal_wait_s
         self.terminal_wall = 0.0
-        self.model_cfg = declare_dataclass(self, ModelConfig, "model")
+        self.model_cfg = self.shared.model
         self.model_cfg.obs_mode = self.obs_mode
-        self.session_cfg = declare_dataclass(self, SessionConfig, "session_plan")
+        self.session_cfg = cfg.session_plan
         self.train_enabled = self.arbiter_mode != "base_only" and p("learner.enabled", True).value
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        spec = obs_spec(self.obs_mode, self.model_cfg)
-        self.online = ReplayBuffer(spec, capacity, self.run_dir / "replay" / "online", gamma, n_step, "online")
-        self.offline = ReplayBuffer(spec, capacity, self.run_dir / "replay" / "demos", gamma, n_step, "demos")
+        # Resume: the replay reloads its episode files, the plan its records, the trainer its state.
+        self.store = SessionStore(self.run_dir)
+        self.resume_path = self.run_dir / "checkpoints" / "resume.pt"
+        self.online, self.offline = make_buffers(obs_spec(self.obs_mode, self.model_cfg), cfg.replay, self.run_dir)
         # Bag mode: rosbag2 sessions / teleop demos (comma-separated folders) join the replay first.
-        self._ingest_bags([b.strip() for b in p("offline_bags", "").value.split(",") if b.strip()],
-                          p("bag_tolerance_ms", 50.0).value)
+        self._ingest_bags([b.strip() for b in cfg.offline_bags.split(",") if b.strip()], cfg.bag_tolerance_ms)
         try:
-            learner_cfg, algo_cfgs = load_configs(learner_yaml or self._share("config/learner.yaml"))
+            learner_cfg, algo_cfgs = load_configs(cfg.learner_config or self._share("config/learner.yaml"))
         except (ConfigError, FileNotFoundError) as exc:
             raise SystemExit(f"learner config: {exc}")
         # Every `learner:` field is a ROS parameter whose default is the YAML value.
@@ -97,26 +84,29 @@ class LearnerNode(Node):
             learner_cfg, seed=seed, **{f.name: p(f"learner.{f.name}", getattr(learner_cfg, f.name)).value
                                        for f in dataclasses.fields(learner_cfg) if f.name != "seed"})
         algo = learner_cfg.algo
-        torch.set_num_threads(max(1, p("torch_threads", 1).value))   # 2 cores shared with 7 nodes
-        self.learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
+        torch.set_num_threads(max(1, self.shared.torch_threads))   # 2 cores shared with 7 nodes
+        torch.manual_seed(seed)   # network init (the in-process runner seeds the same way)
+        learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
+        self.trainer = Trainer(learner, self.online, self.offline, log=self.get_logger().info)
+        self.learner = learner
         self.plan = SessionPlan(self.session_cfg, seed)
+        self.resumed = False
+        if self.session_mode == "auto" and self.store.exists():
+            self._resume()
         self.lock = threading.RLock()
         self.recorder: Optional[EpisodeRecorder] = None
         self.early_commands: deque = deque(maxlen=200)   # commands that overtook their episode's START
         self.episode = {"id": 0, "kind": "train", "seed": 0, "gates": []}
-        self.credits = 0
-        self.warmup_s = 0.0
-        self.last_train_metrics = {}
         self.published_version = 0
         self.gate_traces = {}
         self.state = "idle" if self.session_mode == "auto" else "manual"
 
         self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
-                                         self.model_cfg.conf_threshold, int(p("max_skew_ms", 0.0).value * 1e6),
+                                         self.model_cfg.conf_threshold, int(self.shared.max_skew_ms * 1e6),
                                          on_part=lambda stamp: self._pump(),
                                          # The learner may trail the loop while it trains: keep a
                                          # whole episode of observation parts, not the last few.
-                                         history=p("obs_history", 1000).value)
+                                         history=cfg.obs_history)
         self.create_subscription(CommandedAction, topics.COMMAND, self._on_command, qos.RECORDED)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         self.create_subscription(GateState, topics.GATE_STATE, self._on_gate, qos.RECORDED)
@@ -126,13 +116,25 @@ class LearnerNode(Node):
         self.create_service(SaveCheckpoint, topics.SAVE_CHECKPOINT, self._on_save)
         self.create_service(LoadCheckpoint, topics.LOAD_CHECKPOINT, self._on_load)
         wall_timer(self, 0.02, self._tick)
-        self._stop = threading.Event()
-        self._trainer = threading.Thread(target=self._train_loop, daemon=True)
-        self._trainer.start()
+        self.trainer.start()
         self._reset_future = None
         self.t_start = time.monotonic()
         self.get_logger().info(f"learner up: algo={algo} session={self.session_mode} run_dir={self.run_dir} "
-                               f"replay online={len(self.online)} demos={len(self.offline)}")
+                               f"replay online={len(self.online)} demos={len(self.offline)}"
+                               + (f"; resumed at episode {len(self.plan.records)}" if self.resumed else ""))
+
+    def _resume(self):
+        """The same launch after a crash: continue the plan from <run_dir>/session.json."""
+        try:
+            data = self.store.restore(self.plan)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"cannot resume {self.store.path}: {exc}")
+        if self.resume_path.is_file():
+            self.trainer.load_state(self.resume_path)
+        # Without a finished warm-up in the trainer state, the warm-up runs again on the reloaded demos.
+        self.plan.warmup_done = bool(data.get("warmup_done")) and self.trainer.warmup_done
+        self.trainer.warmup_done = self.plan.warmup_done
+        self.resumed = True
 
     def _ingest_bags(self, bags, tolerance_ms: float) -> None:
         from resrl.bags import BagError, RebuildConfig, read_bag, rebuild
@@ -163,7 +165,7 @@ class LearnerNode(Node):
                 if self.recorder is not None and not self.recorder.finished:
                     self.recorder.abort()
                 kind = msg.note or "train"
-                buffers = [self.offline] if kind == "demo" else [self.online]
+                buffers = episode_buffers(kind, self.online, self.offline)
                 self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
                                                 {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]},
                                                 period_ns=self.period_ns if self.step_grid else None)
@@ -198,13 +200,9 @@ class LearnerNode(Node):
         self._pump()
 
     def _record_command(self, msg: CommandedAction):
-        self.recorder.add_command(Command(
-            step=int(msg.step), stamp_ns=stamp_to_ns(msg.header.stamp),
-            action=np.asarray(msg.action, np.float32), base_action=np.asarray(msg.base_action, np.float32),
-            residual=np.asarray(msg.residual_action, np.float32),
-            lambda_=float(np.mean(msg.lambda_per_dim)) if len(msg.lambda_per_dim) else 0.0,
-            intervention=bool(msg.intervention),
-            composed=np.asarray(msg.composed_action, np.float32) if len(msg.composed_action) == 7 else None))
+        self.recorder.add_command(command(msg.step, stamp_to_ns(msg.header.stamp), msg.action, msg.base_action,
+                                          msg.residual_action, msg.lambda_per_dim, msg.intervention,
+                                          msg.composed_action))
 
     def _on_gate(self, msg: GateState):
         with self.lock:
@@ -226,65 +224,46 @@ class LearnerNode(Node):
                 self.get_logger().error(f"episode {self.episode['id']}: cannot store ({exc}); aborted")
                 rec.abort()
                 return
-            if rec.kind != "demo" and self.train_enabled:   # base_only / learner off: nothing to train
-                self.credits += (rec.steps - before) * self.updates_per_step
+            if rec.kind == "train" and self.train_enabled:   # base_only / learner off: nothing to train
+                self.trainer.add_credits((rec.steps - before) * self.updates_per_step)
             if done:
                 self._episode_done(rec)
 
-    # --- learning ---------------------------------------------------------------------------
-    def _train_loop(self):
-        while not self._stop.is_set():
-            with self.lock:
-                warmup = self.plan.needs_warmup()
-            if warmup and not self.train_enabled:
-                with self.lock:
-                    self.plan.warmup_done = True   # base_only / learner off: the demos are only recorded
-                continue
-            if warmup:
-                self._warmup()
-                continue
-            with self.lock:
-                work = self.credits > 0 and self.train_enabled and self.plan.warmup_done
-                if work:
-                    self.credits -= 1
-            if not work:
-                time.sleep(0.005)
-                continue
-            try:
-                metrics = self.learner.train_step(self.online, self.offline)
-            except Exception as exc:
-                self.get_logger().error(f"train step failed: {exc}", throttle_duration_sec=5.0)
-                continue
-            if metrics:
-                self.last_train_metrics = metrics
-
+    # --- learning (the trainer thread learns; this thread publishes) ------------------------------
     def _publish_weights(self):
-        version = self.learner.policy_version
-        if version <= self.published_version:
+        """Send the networks as they are between two updates; never inside an evaluation block."""
+        if self.plan.in_eval_block or self.learner.policy_version <= self.published_version:
             return
-        for model, module in (("residual", self.learner.deployed_actor), ("critic", self.learner.critic)):
-            payload, sha = pack_weights(module)
-            msg = PolicyWeights(model=model, version=version, format="torch_state_dict",
+        snap = self.trainer.snapshot()
+        for model, (payload, sha) in snap.weights.items():
+            msg = PolicyWeights(model=model, version=snap.version, format="torch_state_dict",
                                 config_json=self.model_cfg.to_json(), payload=payload, sha256=sha)
             msg.header.stamp = self.get_clock().now().to_msg()
             self.weights_pubs[model].publish(msg)
-        self.published_version = version
+        self.published_version = snap.version
 
-    def _warmup(self):
-        """Cal-QL on the demos, in slices of 10 updates so a shutdown request is honoured quickly."""
-        steps = self.learner.config.warmup_steps
-        self.get_logger().info(f"Cal-QL warm-up: {steps} updates on {len(self.offline)} demo transitions")
-        t0, done, metrics = time.monotonic(), 0, {}
-        while done < steps and not self._stop.is_set():
-            n = min(10, steps - done)
-            metrics = self.learner.warmup(self.offline, steps=n) or metrics
-            done += n
-        self.warmup_s = time.monotonic() - t0
-        self.get_logger().info(f"warm-up: {done} updates in {self.warmup_s:.1f}s; "
-                               + ", ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:6]))
-        with self.lock:
+    def _check_warmup(self) -> bool:
+        """True while the warm-up is owed or running (no episode starts meanwhile)."""
+        if self.plan.warmup_done or not self.plan.needs_warmup():
+            return False
+        if not self.train_enabled:
+            self.plan.warmup_done = True   # base_only / learner off: the demos are only recorded
+            return False
+        if self.trainer.warmup_done:
             self.plan.warmup_done = True
             self._publish_weights()
+            self._save_resume_state()
+            return False
+        self.trainer.request_warmup()
+        return True
+
+    def _save_resume_state(self):
+        try:
+            if self.session_mode == "auto":
+                self.trainer.save_state(self.resume_path)
+                self.store.save(self.plan)
+        except OSError as exc:
+            self.get_logger().error(f"resume state not saved: {exc}")
 
     # --- episodes -----------------------------------------------------------------------------
     def _episode_done(self, rec: EpisodeRecorder):
@@ -304,12 +283,15 @@ class LearnerNode(Node):
             f"lambda={record.mean_lambda:.2f} gates(g/r/e)={activity['greedy']:.2f}/"
             f"{activity['regress']:.2f}/{activity['escape']:.2f} policy_v={self.learner.policy_version}")
         self._write_metrics()
+        if self.session_mode == "auto":
+            self.store.save(self.plan)    # the replay has this episode on disk already (fsynced)
         if self.state == "running":
             self.state = "finishing"
 
     def _tick(self):
         with self.lock:
             if self.state == "manual":
+                self._check_warmup()
                 self._publish_weights_if_idle()
                 return
             rec = self.recorder
@@ -328,11 +310,13 @@ class LearnerNode(Node):
                     f"{len(rec.queue)} commands unstored; episode aborted")
                 rec.abort()
                 self.state = "finishing"
-            if self.state == "finishing" and self.credits == 0:
+            if self.state == "finishing" and self.trainer.idle():
                 self._publish_weights()
+                if self.plan.records and self.plan.records[-1].kind == "train":
+                    self._save_resume_state()
                 self.state = "idle"
             if self.state == "idle":
-                if not self.plan.warmup_done and self.plan.demos_recorded >= self.plan.cfg.num_demos:
+                if self._check_warmup():
                     return   # the trainer thread is warming up on the demos
                 nxt = self.plan.next_episode()
                 if nxt is None:
@@ -372,8 +356,9 @@ class LearnerNode(Node):
                 "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
                 "arbiter_mode": self.arbiter_mode, "obs_mode": self.obs_mode, "algo": self.learner.config.algo,
                 "policy_version": self.learner.policy_version, "updates": self.learner.num_updates,
-                "warmup_updates": self.learner.num_warmup_updates, "warmup_s": self.warmup_s,
-                "last_train_metrics": self.last_train_metrics, "wall_s": time.monotonic() - self.t_start,
+                "warmup_updates": self.learner.num_warmup_updates, "warmup_s": self.trainer.warmup_s,
+                "last_train_metrics": self.trainer.last_metrics, "resumed": self.resumed,
+                "wall_s": time.monotonic() - self.t_start,
                 "gate_traces": self.gate_traces}
         tmp = self.run_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(data, indent=1))
@@ -382,16 +367,13 @@ class LearnerNode(Node):
     def _checkpoint(self, path: Optional[Path] = None) -> Path:
         path = path or self.run_dir / "checkpoints" / "final.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(path, {"residual": self.learner.deployed_actor, "critic": self.learner.critic}, self.model_cfg,
-                        self.learner.policy_version, {"updates": self.learner.num_updates})
+        with self.trainer.lock:   # between two updates
+            save_checkpoint(path, {"residual": self.learner.deployed_actor, "critic": self.learner.critic},
+                            self.model_cfg, self.learner.policy_version, {"updates": self.learner.num_updates})
         return path
 
     def _finish(self):
-        while True:
-            with self.lock:
-                if self.credits == 0:
-                    break
-            time.sleep(0.05)
+        self.trainer.wait_idle()
         with self.lock:
             self._write_metrics()
             ckpt = self._checkpoint()
@@ -401,7 +383,7 @@ class LearnerNode(Node):
         except Exception as exc:
             self.get_logger().error(f"plots failed: {exc}")
         self.get_logger().info(f"session finished ({self.plan.finished_reason}); checkpoint {ckpt}")
-        self._stop_trainer()
+        self.trainer.stop()
         rclpy.try_shutdown()
 
     def _on_save(self, request, response):
@@ -418,26 +400,17 @@ class LearnerNode(Node):
         try:
             states, _, version, _ = load_checkpoint(request.path)
             with self.lock:
-                self.learner.actor.load_state_dict(states["residual"])
-                self.learner.critic.load_state_dict(states["critic"])
-                self.learner.agent.sync_targets()
-                self.learner.reset_policy_average()
-                self.learner.policy_version = max(self.learner.policy_version, version) + 1
+                response.version = self.trainer.load_weights(states, version)
                 self.plan.warmup_done = True
                 self._publish_weights()
-            response.success, response.version = True, self.learner.policy_version
+            response.success = True
         except (CheckpointError, KeyError, RuntimeError) as exc:
             response.success, response.message = False, f"{request.path}: {exc}"
         return response
 
-    def _stop_trainer(self):
-        """Let an update in flight finish: a process exiting under a running torch op aborts."""
-        self._stop.set()
-        if self._trainer is not threading.current_thread():
-            self._trainer.join(timeout=60)
-
     def on_shutdown(self):
-        self._stop_trainer()
+        # Before the ROS context goes away: the update in flight finishes, then the thread ends.
+        self.trainer.stop()
 
 
 def main(args=None):

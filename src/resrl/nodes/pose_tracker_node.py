@@ -29,6 +29,7 @@ from resrl.perception.pose_tracking import (IDENTITY_POSE, DetectionTrackerConfi
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node
+from resrl.control import session_seeds
 from resrl.ros.params import declare_dataclass
 
 
@@ -38,7 +39,7 @@ class PoseTrackerNode(Node):
         self.backend = self.declare_parameter("tracker.backend", "sim").value
         self.input_topic = self.declare_parameter("tracker.input_topic", topics.OBJECT_POSES_GT).value
         cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
-        self.trackers = SimulatedTrackers(cfg, self.declare_parameter("seed", 0).value + 11)   # one per object id
+        self.trackers = SimulatedTrackers(cfg, session_seeds(self.declare_parameter("seed", 0).value)["tracker"])   # one per object id
         self.last_output = None        # (stamp, TrackedObjects) of the sim path, for re-sent frames
         self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.sensor(self))
         if self.backend == "detection3d":

@@ -13,9 +13,9 @@ import numpy as np
 from rclpy.node import Node
 
 from resrl import topics
-from resrl.arbiter.chunks import ChunkConfig
-from resrl.models.config import ModelConfig
+from resrl.control import session_seeds
 from resrl.msg import EpisodeEvent, PolicyWeights, ResidualAction
+from resrl.node_config import ResidualNodeConfig, SharedConfig
 from resrl.policy_runtime import PolicyRuntime, WeightsError, explore
 from resrl.ros import qos
 from resrl.ros.chunks import ChunkSubscriber
@@ -28,16 +28,17 @@ from resrl.ros.params import declare_dataclass
 class ResidualPolicyNode(Node):
     def __init__(self):
         super().__init__("residual_policy")
-        p = self.declare_parameter
-        self.obs_mode = p("obs_mode", "object").value
-        self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
-        self.frame_id = p("frame_id", "fr3_link0").value
-        self.noise_std = p("exploration_noise", 0.2).value        # fraction of xi per dimension
-        self.noise_clip = p("exploration_noise_clip", 0.5).value
-        self.rng = np.random.default_rng(p("seed", 0).value + 7)
-        self.model_cfg = declare_dataclass(self, ModelConfig, "model")
+        self.shared = declare_dataclass(self, SharedConfig)
+        self.cfg = declare_dataclass(self, ResidualNodeConfig)
+        self.obs_mode = self.shared.obs_mode
+        self.period_ns = int(round(1e9 / self.shared.control_rate_hz))
+        self.frame_id = self.shared.frame_id
+        self.noise_std = self.cfg.exploration_noise            # fraction of xi per dimension
+        self.noise_clip = self.cfg.exploration_noise_clip
+        self.rng = np.random.default_rng(session_seeds(self.shared.seed)["exploration"])
+        self.model_cfg = self.shared.model
         self.model_cfg.obs_mode = self.obs_mode
-        self.policy = PolicyRuntime("residual", self.model_cfg, threads=p("torch_threads", 1).value)
+        self.policy = PolicyRuntime("residual", self.model_cfg, threads=self.shared.torch_threads)
         self.xi = np.asarray(self.model_cfg.xi, dtype=np.float32)
         self.lock = threading.RLock()
         self.episode_id = 0
@@ -46,8 +47,8 @@ class ResidualPolicyNode(Node):
         self.pending = []
         self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
                                          self.model_cfg.conf_threshold,
-                                         int(p("max_skew_ms", 0.0).value * 1e6), on_part=self._on_part)
-        self.chunks = ChunkSubscriber(self, declare_dataclass(self, ChunkConfig, "chunks"),
+                                         int(self.shared.max_skew_ms * 1e6), on_part=self._on_part)
+        self.chunks = ChunkSubscriber(self, self.cfg.chunks,
                                       lambda: self.last_step, on_chunk=self._try)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         self.create_subscription(PolicyWeights, topics.RESIDUAL_WEIGHTS, self._on_weights, qos.LATCHED)

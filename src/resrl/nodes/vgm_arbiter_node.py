@@ -19,10 +19,10 @@ from geometry_msgs.msg import PoseStamped
 
 from resrl import topics
 from resrl.actions import GRIPPER, InvalidActionError, as_action
-from resrl.arbiter.chunks import ChunkConfig
-from resrl.arbiter.safety import SafetyConfig, SafetyFilter
-from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
-from resrl.models.config import ModelConfig
+from resrl.arbiter.safety import SafetyFilter
+from resrl.arbiter.vgm import VGMArbiter
+from resrl.control import ControlStep, Decision
+from resrl.node_config import ArbiterNodeConfig, SharedConfig
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention, PolicyWeights, ResidualAction
 from resrl.policy_runtime import PolicyRuntime, WeightsError
 from resrl.ros import qos
@@ -40,21 +40,20 @@ TERMINAL_EVENTS = (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.ABOR
 class VGMArbiterNode(Node):
     def __init__(self):
         super().__init__("vgm_arbiter")
-        p = self.declare_parameter
-        self.obs_mode = p("obs_mode", "object").value
-        self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
-        self.frame_id = p("frame_id", "fr3_link0").value
-        self.chunk_wait_s = p("chunk_wait_s", 1.0).value
-        self.residual_wait_s = p("residual_wait_s", 1.0).value
-        self.intervention_timeout_s = p("intervention_timeout_s", 0.5).value
-        mode = p("mode", "vgm").value
-        self.model_cfg = declare_dataclass(self, ModelConfig, "model")
+        self.shared = declare_dataclass(self, SharedConfig)
+        self.cfg = declare_dataclass(self, ArbiterNodeConfig)
+        self.obs_mode = self.shared.obs_mode
+        self.period_ns = int(round(1e9 / self.shared.control_rate_hz))
+        self.frame_id = self.shared.frame_id
+        self.chunk_wait_s = self.cfg.chunk_wait_s
+        self.residual_wait_s = self.cfg.residual_wait_s
+        self.intervention_timeout_s = self.cfg.intervention_timeout_s
+        self.model_cfg = self.shared.model
         self.model_cfg.obs_mode = self.obs_mode
-        vgm_cfg = declare_dataclass(self, VGMConfig, "vgm")
-        self.safety = SafetyFilter(declare_dataclass(self, SafetyConfig, "safety"))
-        self.vgm = VGMArbiter(vgm_cfg)
-        self.vgm.set_mode(mode)
-        self.critic = PolicyRuntime("critic", self.model_cfg, threads=p("torch_threads", 1).value)
+        self.safety = SafetyFilter(self.shared.safety)
+        self.vgm = VGMArbiter(self.cfg.vgm)
+        self.critic = PolicyRuntime("critic", self.model_cfg, threads=self.shared.torch_threads)
+        self.control = ControlStep(self.vgm, self.safety, self.critic.critic)
 
         self.lock = threading.RLock()
         self.episode_id = 0
@@ -68,8 +67,8 @@ class VGMArbiterNode(Node):
 
         self.obs = ObservationSubscriber(self, self.obs_mode, self.model_cfg.num_objects,
                                          self.model_cfg.conf_threshold,
-                                         int(p("max_skew_ms", 0.0).value * 1e6), on_part=self._on_part)
-        self.chunks = ChunkSubscriber(self, declare_dataclass(self, ChunkConfig, "chunks"),
+                                         int(self.shared.max_skew_ms * 1e6), on_part=self._on_part)
+        self.chunks = ChunkSubscriber(self, self.cfg.chunks,
                                       lambda: self.last_step, on_chunk=self._try_decide)
         self.create_subscription(ResidualAction, topics.RESIDUAL, self._on_residual, qos.CONTROL)
         self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, qos.EVENTS)
@@ -107,8 +106,7 @@ class VGMArbiterNode(Node):
                 self.episode_id = msg.episode_id
                 self.episode_kind = msg.note or "train"
                 self.intervention = None   # a takeover never carries over into a new episode
-                self.vgm.reset()
-                self.safety.reset()
+                self.control.reset()
                 self.chunks.start_episode(msg.episode_id)
             elif msg.event in TERMINAL_EVENTS or msg.event == EpisodeEvent.RESET:
                 self.vgm.reset()
@@ -180,8 +178,7 @@ class VGMArbiterNode(Node):
             if human is None and a_vla is None and waited < self.chunk_wait_s:
                 return
             residual = self.residuals.get(step)
-            needs_residual = self.vgm.mode != "base_only" and human is None and a_vla is not None
-            if needs_residual and residual is None and waited < self.residual_wait_s:
+            if self.control.needs_residual(a_vla, human) and residual is None and waited < self.residual_wait_s:
                 return
             obs = self.obs.get(stamp_ns, a_vla if a_vla is not None else state)
             if obs is None and waited < self.residual_wait_s:
@@ -210,51 +207,25 @@ class VGMArbiterNode(Node):
             return None
 
     def _decide(self, stamp_ns, step, state, obs, a_vla, info, residual, human):
-        stamp = ns_to_stamp(stamp_ns)
         a_res = residual[0] if residual is not None else None
         version = residual[1].policy_version if residual is not None else 0
-        q_comb = q_base = value = None
-        if obs is not None and a_vla is not None and self.vgm.mode == "vgm":
-            try:
-                q_comb, q_base, value = self.critic.critic(obs, a_vla, a_res)
-            except Exception as exc:  # a broken critic must not move the robot: gates see "no evidence"
-                self.get_logger().error(f"critic failed: {exc}", throttle_duration_sec=2.0)
-        report = self.vgm.step(q_comb, q_base, value)
-        hold_reason = ""
-        if human is not None:
-            candidate = human
-        elif a_vla is None:
-            candidate, hold_reason = None, f"no base action ({info.status})"
-        else:
-            try:
-                candidate = compose(a_vla, a_res, report)
-            except InvalidActionError as exc:
-                candidate, hold_reason = None, str(exc)
-        limits = ()
-        if candidate is None:
-            decision_action, held = self.safety.hold_action(state), True
-        else:
-            decision = self.safety.filter(candidate, state, 0.0)
-            decision_action, held, hold_reason = decision.action, decision.hold, decision.reason
-            limits = decision.limits_hit
-        self._publish(stamp, step, state, decision_action, candidate, limits, a_vla, a_res, report,
-                      human is not None, held, hold_reason, info.chunk_id, version)
+        d = self.control.decide(state, obs, a_vla, a_res, human, no_base_reason=f"no base action ({info.status})")
+        if d.critic_error:
+            self.get_logger().error(d.critic_error, throttle_duration_sec=2.0)
+        self._publish(ns_to_stamp(stamp_ns), step, state, d, info.chunk_id, version)
 
-    def _publish(self, stamp, step, state, action, composed, limits, a_vla, a_res, report, human, held, reason,
-                 chunk_id, version):
+    def _publish(self, stamp, step, state, d: Decision, chunk_id, version):
+        action, report, human, held, reason = d.action, d.report, d.intervention, d.held, d.hold_reason
         target = action_to_pose_stamped(action, stamp, self.frame_id)
         grip = JointState(name=["gripper"], position=[float(action[GRIPPER][0])])
         grip.header.stamp = stamp
         self.target_pub.publish(target)
         self.gripper_pub.publish(grip)
         self.last_command = (time.monotonic(), target, grip)
-        zeros = np.zeros_like(action)
-        base = a_vla if a_vla is not None else state
         cmd = CommandedAction(step=int(step), episode_id=self.episode_id, action=action.tolist(),
-                              composed_action=(composed if composed is not None else action).tolist(),
-                              limits_hit=list(limits),
-                              base_action=np.asarray(base, dtype=np.float32).tolist(),
-                              residual_action=(a_res if a_res is not None else zeros).tolist(),
+                              composed_action=(d.composed if d.composed is not None else action).tolist(),
+                              limits_hit=list(d.limits_hit), base_action=d.base.tolist(),
+                              residual_action=d.residual.tolist(),
                               lambda_per_dim=report.lambda_per_dim.tolist(), intervention=human, held=held,
                               chunk_id=int(chunk_id or 0), policy_version=int(version))
         cmd.header.stamp, cmd.header.frame_id = stamp, self.frame_id
@@ -271,8 +242,8 @@ class VGMArbiterNode(Node):
         gate.header.stamp = stamp
         self.gate_pub.publish(gate)
         if self.marker_pub.get_subscription_count() > 0:
-            self.marker_pub.publish(action_markers(state, base, a_res if a_res is not None else zeros,
-                                                   action, report.lambda_value, stamp, self.frame_id))
+            self.marker_pub.publish(action_markers(state, d.base, d.residual, action, report.lambda_value,
+                                                   stamp, self.frame_id))
 
 
 def main(args=None):

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from resrl.actions import as_action
+from resrl.actions import ACTION_DIM, as_action
 from resrl.replay.storage import (ABORT, END, STEP, STEP_FIELDS, EpisodeWriter, ObsSpec,
                                   list_episode_files, nbytes, normalize_spec, pack,
                                   read_episode, read_header)
@@ -81,7 +81,7 @@ class Episode:
     obs: dict[str, np.ndarray]  # each (T+1, ...)
     action: np.ndarray  # (T, 7) executed
     residual: np.ndarray  # (T, 7) residual target
-    lambda_: np.ndarray  # (T,)
+    lambda_: np.ndarray  # (T, 7): the arbiter's lambda per action dimension
     reward: np.ndarray
     done: np.ndarray
     truncated: np.ndarray
@@ -157,12 +157,13 @@ class ReplayBuffer:
                 self._mem_start(episode_id, obs0, meta)
             return episode_id
 
-    def add_step(self, action, residual, lambda_: float, reward: float, next_obs: dict,
+    def add_step(self, action, residual, lambda_, reward: float, next_obs: dict,
                  done: bool, truncated: bool = False, intervention: bool = False) -> None:
         """Record one transition from the newest observation of the running episode to ``next_obs``.
 
         ``action`` is the executed action, ``residual`` the residual target (``a_human - a_VLA``
-        for interventions). After ``done`` or ``truncated`` the episode takes no more steps.
+        for interventions), ``lambda_`` the arbiter's lambda per action dimension ((7,); a scalar
+        means the same lambda for every dimension). After ``done`` or ``truncated`` the episode takes no more steps.
         """
         with self._io_lock:
             ep = self._running
@@ -174,7 +175,7 @@ class ReplayBuffer:
                                     f"{self.capacity}; raise capacity_transitions")
             step = {"action": as_action(action, name="action"),
                     "residual": as_action(residual, name="residual"),
-                    "lambda": _finite_scalar(lambda_, "lambda_"),
+                    "lambda": _lambda_per_dim(lambda_),
                     "reward": _finite_scalar(reward, "reward"),
                     "done": np.bool_(done), "truncated": np.bool_(truncated),
                     "intervention": np.bool_(intervention)}
@@ -234,7 +235,7 @@ class ReplayBuffer:
         an episode's end or the running episode's newest step), action, residual, lambda,
         intervention (of step t), reward (sum_k gamma^k r_{t+k}, k < h), discount (gamma^h, 0 if
         step t+h-1 is terminal), done (terminal within the window), mc_return, next_lambda (the
-        arbiter's lambda at step t+h; 1 when unknown or a human acted there).
+        arbiter's lambda per dimension at step t+h, (B, 7); 1 when unknown or a human acted there).
         """
         return sample_parts([(self, batch_size)], rng)
 
@@ -267,7 +268,7 @@ class ReplayBuffer:
         boot_slots = boot % self.capacity
         known = ((boot < self._trans_head) & (tr["episode"][boot_slots] == tr["episode"][first])
                  & ~tr["intervention"][boot_slots].astype(bool))
-        next_lambda = np.where(known, tr["lambda"][boot_slots], 1.0).astype(np.float32)
+        next_lambda = np.where(known[:, None], tr["lambda"][boot_slots], 1.0).astype(np.float32)   # (n, 7)
         return {
             "action": tr["action"][first], "residual": tr["residual"][first],
             "lambda": tr["lambda"][first], "intervention": tr["intervention"][first],
@@ -411,6 +412,15 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
         acc = float(rewards[t]) + gamma * acc
         out[t] = acc
     return out
+
+
+def _lambda_per_dim(value) -> np.ndarray:
+    lam = np.asarray(value, dtype=np.float32)
+    if lam.ndim == 0:
+        lam = np.full(ACTION_DIM, lam, np.float32)
+    if lam.shape != (ACTION_DIM,) or not np.all(np.isfinite(lam)):
+        raise ValueError(f"lambda_ must be a finite scalar or ({ACTION_DIM},) vector, got {value!r}")
+    return lam
 
 
 def _finite_scalar(value, name: str) -> np.float32:

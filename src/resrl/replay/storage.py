@@ -7,8 +7,9 @@ Layout (all integers little-endian)::
     records: type u8 | length u32 | crc32 u32 | payload[length]
              crc32 covers type + length + payload, so a flipped type/length byte is caught too.
       OBS0  (1): obs_0 arrays, raw bytes in spec order
-      STEP  (2): action f32[7] | residual f32[7] | lambda f32 | reward f32 | done u8 |
+      STEP  (2): action f32[7] | residual f32[7] | lambda f32[7] | reward f32 | done u8 |
                  truncated u8 | intervention u8 | next_obs arrays in spec order
+                 (version 1 files, still read: one lambda f32 per step, the same for every dimension)
       END   (3): success u8
       ABORT (4): empty (operator reset mid-episode: kept on disk as evidence, never reloaded)
 
@@ -35,7 +36,8 @@ import numpy as np
 from resrl.actions import ACTION_DIM
 from resrl.fileio import fsync_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: lambda per action dimension (per-group VGM); 1: one scalar lambda
+READ_VERSIONS = (1, 2)
 MAGIC = b"RESRLRB\n"
 OBS0, STEP, END, ABORT = 1, 2, 3, 4
 _HEAD = struct.Struct("<II")  # version, json_len
@@ -49,12 +51,17 @@ ObsSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
 STEP_FIELDS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
     "action": ((ACTION_DIM,), np.dtype("<f4")),
     "residual": ((ACTION_DIM,), np.dtype("<f4")),
-    "lambda": ((), np.dtype("<f4")),
+    "lambda": ((ACTION_DIM,), np.dtype("<f4")),   # the arbiter's lambda per action dimension
     "reward": ((), np.dtype("<f4")),
     "done": ((), np.dtype("bool")),
     "truncated": ((), np.dtype("bool")),
     "intervention": ((), np.dtype("bool")),
 }
+_STEP_FIELDS_V1 = {**STEP_FIELDS, "lambda": ((), np.dtype("<f4"))}
+
+
+def _step_fields(version: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    return STEP_FIELDS if version == FORMAT_VERSION else _STEP_FIELDS_V1
 
 
 class ReplayFormatError(ValueError):
@@ -160,21 +167,26 @@ class EpisodeFile:
 
 def read_header(path: Path, data: bytes) -> tuple[ObsSpec, int, dict, int]:
     """Parse the header -> (spec, episode_id, meta, offset of the first record)."""
+    spec, episode_id, meta, pos, _ = _read_header(path, data)
+    return spec, episode_id, meta, pos
+
+
+def _read_header(path: Path, data: bytes) -> tuple[ObsSpec, int, dict, int, int]:
     if data[:len(MAGIC)] != MAGIC:
         raise ReplayFormatError(f"{path}: not a resrl replay episode file (bad magic)")
     pos = len(MAGIC)
     if len(data) < pos + _HEAD.size:
         raise ReplayFormatError(f"{path}: corrupted header (file too short)")
     version, jlen = _HEAD.unpack_from(data, pos)
-    if version != FORMAT_VERSION:
-        raise ReplayFormatError(f"{path}: unknown format version {version} (supported: {FORMAT_VERSION})")
+    if version not in READ_VERSIONS:
+        raise ReplayFormatError(f"{path}: unknown format version {version} (supported: {list(READ_VERSIONS)})")
     end = pos + _HEAD.size + jlen
     if len(data) < end + 4 or struct.unpack_from("<I", data, end)[0] != zlib.crc32(data[pos:end]):
         raise ReplayFormatError(f"{path}: corrupted header (CRC mismatch or truncated)")
     try:
         header = json.loads(data[pos + _HEAD.size:end])
         spec = normalize_spec({k: (shape, dt) for k, shape, dt in header["obs_spec"]})
-        return spec, int(header["episode_id"]), dict(header["meta"]), end + 4
+        return spec, int(header["episode_id"]), dict(header["meta"]), end + 4, version
     except (ValueError, KeyError, TypeError) as exc:
         raise ReplayFormatError(f"{path}: corrupted header ({exc})") from exc
 
@@ -204,11 +216,12 @@ def read_episode(path: Path, expected_spec: ObsSpec | None = None) -> EpisodeFil
     """Read one episode file, keeping every intact record before the first damaged one."""
     path = Path(path)
     data = path.read_bytes()
-    spec, episode_id, meta, pos = read_header(path, data)
+    spec, episode_id, meta, pos, version = _read_header(path, data)
+    fields = _step_fields(version)
     if expected_spec is not None and spec != expected_spec:
         raise ReplayFormatError(f"{path}: obs_spec {_spec_to_json(spec)} does not match the "
                                 f"buffer's {_spec_to_json(expected_spec)}")
-    sizes = {OBS0: nbytes(spec), STEP: nbytes(STEP_FIELDS) + nbytes(spec), END: 1, ABORT: 0}
+    sizes = {OBS0: nbytes(spec), STEP: nbytes(fields) + nbytes(spec), END: 1, ABORT: 0}
     ep: EpisodeFile | None = None
     for rtype, payload in _records(path, data, pos):
         # A well-framed record in the wrong place is corruption too: stop like for a bad CRC.
@@ -220,8 +233,10 @@ def read_episode(path: Path, expected_spec: ObsSpec | None = None) -> EpisodeFil
         if rtype == OBS0:
             ep = EpisodeFile(episode_id, meta, unpack(spec, payload))
         elif rtype == STEP:
-            step = unpack(STEP_FIELDS, payload)
-            ep.steps.append((step, unpack(spec, payload, nbytes(STEP_FIELDS))))
+            step = unpack(fields, payload)
+            if version == 1:   # one lambda for every dimension
+                step["lambda"] = np.full(ACTION_DIM, step["lambda"], np.float32)
+            ep.steps.append((step, unpack(spec, payload, nbytes(fields))))
         elif rtype == END:
             ep.success = bool(payload[0])
             break

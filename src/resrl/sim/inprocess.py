@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,26 +25,29 @@ import numpy as np
 import torch
 
 from resrl.algos.learner import Learner, load_configs
-from resrl.arbiter.safety import SafetyConfig, SafetyFilter
-from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
+from resrl.arbiter.safety import SafetyFilter
+from resrl.arbiter.vgm import VGMArbiter
+from resrl.configs import from_dict
+from resrl.control import ControlStep, session_seeds
 from resrl.models import build_critic, build_residual
-from resrl.models.config import ModelConfig
-from resrl.perception.pose_tracking import SimulatedTrackers, TrackerNoiseConfig
+from resrl.node_config import REPO, episode_buffers, learner_overrides, load_graph, make_buffers, obs_spec
+from resrl.perception.pose_tracking import SimulatedTrackers
 from resrl.policy_runtime import explore as explore_residual
 from resrl.policy_runtime import gate_inputs, to_batch
-from resrl.replay import ReplayBuffer, sample_mixed
-from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
+from resrl.recorder import EpisodeRecorder, Terminal, command
+from resrl.session import EpisodeRecord, SessionPlan, SessionStore
 from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
 from resrl.sim.scripted import ScriptedExpert, ScriptedVLA, load_task_config
-
-REPO = Path(__file__).resolve().parents[3]
+from resrl.trainer import Trainer
 
 
 @dataclass
 class InProcessConfig:
     task: str = "pick_place"
-    mode: str = "vgm"                        # vgm | static | base_only | residual_only
+    mode: str = "vgm"                        # vgm | static | base_only | residual_only (the graph's vgm.mode)
     seed: int = 0
+    # The node graph's parameter YAML (None: config/sim_vgm.yaml): every default below comes from it.
+    graph_yaml: Optional[str] = None
     learner_yaml: str = str(REPO / "config" / "learner.yaml")
     learner: Dict[str, object] = field(default_factory=dict)      # overrides of the `learner:` section
     algo: Dict[str, object] = field(default_factory=dict)         # overrides of the online algorithm's section
@@ -53,72 +55,76 @@ class InProcessConfig:
     session: Dict[str, object] = field(default_factory=dict)      # SessionConfig overrides
     model: Dict[str, object] = field(default_factory=dict)        # ModelConfig overrides
     tracker: Dict[str, object] = field(default_factory=dict)      # TrackerNoiseConfig overrides
-    # Fraction of xi, train episodes; None: the residual node's value in config/sim_vgm.yaml.
+    # Fraction of xi, train episodes; None: the residual node's value in the graph YAML.
     exploration_noise: Optional[float] = None
     exploration_noise_clip: Optional[float] = None
-    updates_per_step: int = 1
-    replay_gamma: float = 0.97
-    replay_n_step: int = 3
-    conf_threshold: float = 0.5
+    run_dir: Optional[str] = None            # replay + session state on disk; the same run_dir resumes
     torch_threads: int = 1
 
 
-def _defaults_from_sim_yaml() -> dict:
-    """The node graph's parameters (config/sim_vgm.yaml) are this runner's defaults too."""
-    import yaml
-    data = yaml.safe_load((REPO / "config" / "sim_vgm.yaml").read_text())
-    return {name: data.get(name, {}).get("ros__parameters", {}) for name in data}
+def _replace(obj, overrides: dict, where: str):
+    """A dataclass with ``overrides`` (nested dataclass fields from mappings); unknown keys are an error."""
+    merged = {**dataclasses.asdict(obj), **overrides}
+    return from_dict(type(obj), merged, where)
 
 
 class InProcessSession:
     def __init__(self, cfg: InProcessConfig, log: Callable[[str], None] = print):
         self.cfg, self.log = cfg, log
         torch.set_num_threads(max(1, cfg.torch_threads))
-        params = _defaults_from_sim_yaml()
-        common, learner_p = params["/**"], params["replay_learner"]
-        model_kw = {**common["model"], **cfg.model, "obs_mode": "object"}
-        model_kw["xi"] = tuple(model_kw["xi"])
-        self.model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_kw.items()})
+        graph = load_graph(cfg.graph_yaml)
+        self.graph = graph
+        seeds = session_seeds(cfg.seed)
+        self.model_cfg = _replace(graph.shared.model, {**cfg.model, "obs_mode": "object"}, "model")
+        self.period_ns = int(round(1e9 / graph.shared.control_rate_hz))
         task_cfg = load_task_config(cfg.task, overrides={"sim": {"seed": cfg.seed, "render": False}})
         self.env = FrankaTableEnv(task_cfg.sim)
         self.vla = ScriptedVLA(task_cfg)
         self.expert = ScriptedExpert(task_cfg, seed=cfg.seed)
-        tracker_kw = {k.split(".", 2)[-1]: v for k, v in params["pose_tracker"].items() if k.startswith("tracker.noise.")}
-        self.tracker = SimulatedTrackers(TrackerNoiseConfig(**{**tracker_kw, **cfg.tracker}), cfg.seed + 11)
-        vgm_kw = {k.split(".", 1)[1]: v for k, v in params["vgm_arbiter"].items() if k.startswith("vgm.")}
-        self.vgm = VGMArbiter(VGMConfig(**{**vgm_kw, **cfg.vgm, "mode": cfg.mode}))
-        self.safety = SafetyFilter(SafetyConfig())
-
-        sess_kw = {k.split(".", 1)[1]: v for k, v in learner_p.items() if k.startswith("session_plan.")}
-        self.plan = SessionPlan(SessionConfig(**{**sess_kw, **cfg.session}), cfg.seed)
-        lrn_kw = {k.split(".", 1)[1]: v for k, v in learner_p.items() if k.startswith("learner.")}
+        self.tracker = SimulatedTrackers(_replace(graph.tracker, cfg.tracker, "tracker.noise"), seeds["tracker"])
+        vgm_cfg = _replace(graph.arbiter.vgm, {**cfg.vgm, "mode": cfg.mode}, "vgm")
+        # The arbiter's own control step, safety config and critic call (resrl.control).
+        self.control = ControlStep(VGMArbiter(vgm_cfg), SafetyFilter(graph.shared.safety),
+                                   critic=lambda obs, a_vla, a_res: gate_inputs(self.critic, obs, a_vla, a_res,
+                                                                                  "object"))
+        self.plan = SessionPlan(_replace(graph.learner.session_plan, cfg.session, "session_plan"), cfg.seed)
         learner_cfg, algo_cfgs = load_configs(cfg.learner_yaml)
-        learner_cfg = dataclasses.replace(learner_cfg, **{**lrn_kw, **cfg.learner, "seed": cfg.seed})
+        learner_cfg = dataclasses.replace(learner_cfg, **{**learner_overrides(graph.learner), **cfg.learner,
+                                                           "seed": cfg.seed})
         name = learner_cfg.algo
         algo_cfgs[name] = dataclasses.replace(algo_cfgs[name], **cfg.algo)
-        rng = np.random.default_rng(cfg.seed)
-        self.learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg,
-                               algo_cfgs, sampler=functools.partial(sample_mixed, rng=rng))
-        k = self.model_cfg.num_objects
-        spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32"),
-                "object_poses": ((7 * k,), "float32"), "object_conf": ((k,), "float32")}
-        capacity = int(learner_p.get("replay.capacity", 100_000))
-        self.online = ReplayBuffer(spec, capacity, None, cfg.replay_gamma, cfg.replay_n_step, "online")
-        self.offline = ReplayBuffer(spec, capacity, None, cfg.replay_gamma, cfg.replay_n_step, "demos")
-        self.noise_rng = np.random.default_rng(cfg.seed + 7)
+        torch.manual_seed(cfg.seed)   # network init (the learner node seeds the same way)
+        learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
+        self.learner = learner
+        self.online, self.offline = make_buffers(obs_spec("object", self.model_cfg), graph.learner.replay,
+                                                 cfg.run_dir)
+        self.trainer = Trainer(learner, self.online, self.offline, log=log)
+        self.updates_per_step = graph.learner.updates_per_step
+        self.step_grid = graph.learner.step_grid
+        self.noise_rng = np.random.default_rng(seeds["exploration"])
         self.xi = np.asarray(self.model_cfg.xi, dtype=np.float32)
         self.train_enabled = cfg.mode != "base_only"
-        residual_p = params["residual_policy"]
-        self.noise = (residual_p["exploration_noise"] if cfg.exploration_noise is None else cfg.exploration_noise,
-                      residual_p["exploration_noise_clip"] if cfg.exploration_noise_clip is None
+        self.noise = (graph.residual.exploration_noise if cfg.exploration_noise is None else cfg.exploration_noise,
+                      graph.residual.exploration_noise_clip if cfg.exploration_noise_clip is None
                       else cfg.exploration_noise_clip)
+        self.store = SessionStore(cfg.run_dir) if cfg.run_dir else None
+        self.resume_path = Path(cfg.run_dir) / "checkpoints" / "resume.pt" if cfg.run_dir else None
+        self.resumed = False
+        self.acknowledged = 0   # transitions the recorder handed to the replay (stored and fsynced)
+        if self.store is not None and self.store.exists():
+            data = self.store.restore(self.plan)
+            if self.resume_path.is_file():
+                self.trainer.load_state(self.resume_path)
+            self.plan.warmup_done = bool(data.get("warmup_done")) and self.trainer.warmup_done
+            self.resumed = True
         self.last_outcome = ""
         self._acting()
 
     def _acting(self) -> None:
-        """Snapshot the learner's networks as the nodes' copies (weights are published per episode)."""
-        self.actor = copy.deepcopy(self.learner.deployed_actor).eval()
-        self.critic = copy.deepcopy(self.learner.critic).eval()
+        """Snapshot the learner's networks as the nodes' copies (what the learner node publishes)."""
+        with self.trainer.lock:
+            self.actor = copy.deepcopy(self.learner.deployed_actor).eval()
+            self.critic = copy.deepcopy(self.learner.critic).eval()
 
     def _observe(self, raw: dict, a_vla: np.ndarray) -> dict:
         """The learner's observation, as resrl.ros.observation assembles it from the nodes' topics."""
@@ -127,7 +133,7 @@ class InProcessSession:
         for i, (object_id, gt) in enumerate(tracked_objects(self.env.cfg.task, raw)[:k]):
             pose, conf, valid = self.tracker.track(object_id, gt.astype(np.float64))
             confs[i] = conf if valid else 0.0
-            if valid and conf >= self.cfg.conf_threshold:   # else zeros: the paper's dropout fallback
+            if valid and conf >= self.model_cfg.conf_threshold:   # else zeros: the paper's dropout fallback
                 poses[i] = pose
         return {"state": raw["state"].astype(np.float32), "base_action": a_vla.astype(np.float32),
                 "object_poses": poses.reshape(-1), "object_conf": confs}
@@ -139,56 +145,55 @@ class InProcessSession:
             return explore_residual(a_res, self.xi, *self.noise, self.noise_rng)
         return a_res.astype(np.float32)
 
+    def _store(self, rec: EpisodeRecorder, kind: str, force: bool = False) -> bool:
+        """The learner node's _pump: store what is complete, then owe updates for new train steps."""
+        before = rec.steps
+        done = rec.pump(self.offline, force=force)
+        self.acknowledged += (rec.steps - before) * len(rec.buffers)
+        if kind == "train" and self.train_enabled and self.plan.warmup_done:
+            self.trainer.add_credits((rec.steps - before) * self.updates_per_step)
+            self.trainer.drain()
+        return done
 
     def run_episode(self, kind: str, seed: int) -> EpisodeRecord:
         raw = self.env.reset(seed=seed)
         info = self.env.privileged_info()
-        for part in (self.tracker, self.vgm, self.safety, self.vla):
+        for part in (self.tracker, self.control, self.vla):
             part.reset()
         self.expert.reset(seed)
-        buffers = [self.offline] if kind == "demo" else [self.online]
+        observations: Dict[int, dict] = {}
+        rec = EpisodeRecorder(kind, episode_buffers(kind, self.online, self.offline),
+                              lambda stamp, base: {**observations[stamp], "base_action": base},
+                              {"episode_id": len(self.plan.records), "seed": seed},
+                              period_ns=self.period_ns if self.step_grid else None)
         a_vla = self.vla.infer(raw, info)[0].astype(np.float32)
-        obs = self._observe(raw, a_vla)
-        for buf in buffers:
-            buf.start_episode(obs, {"kind": kind, "seed": seed})
+        obs = observations[0] = self._observe(raw, a_vla)
         lambdas, gates, success, steps = [], [], False, 0
         for t in range(self.env.max_episode_steps):
-            human = None
-            if kind == "demo":
-                human = self.expert.act(raw, info).expert_action.astype(np.float32)
-                candidate, a_res, lam = human, human - a_vla, 0.0
-            else:
-                a_res = self._residual(obs, explore=kind == "train") if self.cfg.mode != "base_only" \
-                    else np.zeros(7, np.float32)
-                q_c = q_b = v = None
-                if self.cfg.mode == "vgm":
-                    q_c, q_b, v = gate_inputs(self.critic, obs, a_vla, a_res, "object")
-                report = self.vgm.step(q_c, q_b, v)
-                candidate = compose(a_vla, a_res, report)
-                lam = float(np.mean(report.lambda_per_dim))
-                lambdas.append(lam)
-                gates.append((report.g_greedy, report.g_regress, report.g_escape))
-            decision = self.safety.filter(candidate, obs["state"], 0.0)
-            action = decision.action.astype(np.float32)
-            raw, reward, term, trunc, info = self.env.step(action)
+            human = self.expert.act(raw, info).expert_action.astype(np.float32) if kind == "demo" else None
+            a_res = None
+            if human is None and self.cfg.mode != "base_only":
+                a_res = self._residual(obs, explore=kind == "train")
+            d = self.control.decide(obs["state"], obs, a_vla, a_res, human)
+            if human is None:
+                lambdas.append(d.report.lambda_value)
+                gates.append((d.report.g_greedy, d.report.g_regress, d.report.g_escape))
+            rec.add_command(command(t, t * self.period_ns, d.action, d.base, d.residual, d.lambda_per_dim,
+                                    d.intervention, d.composed))
+            self._store(rec, kind)
+            raw, reward, term, trunc, info = self.env.step(d.action)
             steps += 1
-            done = bool(term or trunc or t == self.env.max_episode_steps - 1)
             success = bool(info["success"])
-            a_vla = a_vla if done else self.vla.infer(raw, info)[0].astype(np.float32)
-            next_obs = self._observe(raw, a_vla)
-            # Takeovers teach a_human - a_VLA (pre-clamp), like resrl.recorder.
-            residual = a_res if human is None else (human - obs["base_action"])
-            for buf in buffers:
-                buf.add_step(action, residual, lam, float(success), next_obs, done=bool(term),
-                             truncated=bool(done and not term), intervention=human is not None)
-            obs = next_obs
-            if kind != "demo" and self.train_enabled and self.plan.warmup_done:
-                for _ in range(self.cfg.updates_per_step):
-                    self.learner.train_step(self.online, self.offline)
-            if done:
+            done = bool(term or trunc)
+            stamp = (t + 1) * self.period_ns
+            if done:   # the terminal observation (its base action: the last one, as the recorder asks)
+                observations[stamp] = self._observe(raw, a_vla)
+                rec.set_terminal(Terminal(stamp, success, float(reward), truncated=not term))
+                if not self._store(rec, kind):
+                    self._store(rec, kind, force=True)
                 break
-        for buf in buffers:
-            buf.end_episode(success)
+            a_vla = self.vla.infer(raw, info)[0].astype(np.float32)
+            obs = observations[stamp] = self._observe(raw, a_vla)
         if not success:   # why it failed, for the log: where the object ended up
             gap = np.linalg.norm(info["object_pose"][:2] - info["target_pose"][:2])
             self.last_outcome = (f" failed: grasped={int(info['grasped'])} object-target {gap * 100:.1f} cm"
@@ -201,17 +206,22 @@ class InProcessSession:
                              env_steps_total=0, mean_lambda=float(np.mean(lambdas)) if lambdas else 0.0,
                              gate_activity=activity)
 
+    def _save(self, trainer_state: bool) -> None:
+        if self.store is None:
+            return
+        if trainer_state:
+            self.trainer.save_state(self.resume_path)
+        self.store.save(self.plan)
+
     def run(self) -> dict:
         t0 = time.monotonic()
-        warmup_s = 0.0
         while True:
             if self.plan.needs_warmup():
-                tw = time.monotonic()
                 if self.train_enabled:
-                    self.learner.warmup(self.offline)
-                warmup_s = time.monotonic() - tw
-                self.plan.warmup_done = True
+                    self.trainer.warmup_now()
+                self.trainer.warmup_done = self.plan.warmup_done = True
                 self._acting()
+                self._save(trainer_state=True)
             nxt = self.plan.next_episode()
             if nxt is None:
                 break
@@ -219,7 +229,8 @@ class InProcessSession:
             rec = self.run_episode(kind, seed)
             rec.wall_s = time.monotonic() - t0
             self.plan.record(rec)
-            if kind != "demo":
+            self._save(trainer_state=kind == "train")
+            if kind != "demo" and not self.plan.in_eval_block:   # frozen-policy evaluation blocks
                 self._acting()
             self.log(f"episode {rec.index:4d} {kind:5s} steps={rec.steps:3d} success={int(rec.success)} "
                      f"train_sr20={self.plan.train_success_rate():.2f} env_steps={self.plan.env_steps} "
@@ -228,8 +239,8 @@ class InProcessSession:
         return {"episodes": [r.__dict__ for r in self.plan.records], "eval_blocks": self.plan.eval_results,
                 "eval_train_steps": self.plan.eval_train_steps, "train_steps": self.plan.train_steps,
                 "env_steps": self.plan.env_steps, "finished_reason": self.plan.finished_reason,
-                "arbiter_mode": self.cfg.mode, "warmup_s": warmup_s, "wall_s": time.monotonic() - t0,
-                "updates": self.learner.num_updates, "config": dataclasses.asdict(self.cfg)}
+                "arbiter_mode": self.cfg.mode, "warmup_s": self.trainer.warmup_s, "wall_s": time.monotonic() - t0,
+                "updates": self.learner.num_updates, "resumed": self.resumed, "config": dataclasses.asdict(self.cfg)}
 
 
 def run_session(cfg: InProcessConfig, log: Callable[[str], None] = print) -> dict:
@@ -251,6 +262,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-env-steps", type=int, default=3000)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--exploration-noise", type=float, default=None)
+    ap.add_argument("--run-dir", default=None, help="replay + session state on disk; the same run dir resumes")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker")
     args = ap.parse_args(argv)
@@ -265,7 +277,7 @@ def main(argv=None) -> int:
     over["session"] = {"max_env_steps": args.max_env_steps, "eval_every": args.eval_every,
                        "stop_eval_on_failure": True, "eval_trigger_streak": 10_000, **over["session"]}
     cfg = InProcessConfig(task=args.task, mode=args.mode, seed=args.seed, exploration_noise=args.exploration_noise,
-                          **over)
+                          run_dir=args.run_dir, **over)
     m = run_session(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({k: m[k] for k in ("eval_blocks", "eval_train_steps", "train_steps", "env_steps",
                                         "finished_reason", "wall_s")}))

@@ -1,0 +1,271 @@
+"""The typed config tree of the node graph: one dataclass per node plus the shared one, and ONE
+loader for the parameter YAML that launch passes (config/sim_vgm.yaml, franka_vgm.yaml, ...).
+
+The nodes declare these dataclasses as ROS parameters (resrl.ros.params.declare_dataclass), so
+their defaults and `ros2 param list` come from here; the in-process runner, offline_train and the
+benchmarks read the same YAML through :func:`node_params` / :func:`build`, so a value set in one
+YAML file reaches both runners. Unknown keys are an error (a typo must not fall back to a default).
+
+A node's parameters are the ``/**`` section merged with its own section (as ROS applies them);
+nested mappings and dotted keys are the same parameter (``vgm: {kappa: 0}`` == ``vgm.kappa: 0``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+
+from resrl.arbiter.chunks import ChunkConfig
+from resrl.arbiter.safety import SafetyConfig
+from resrl.arbiter.vgm import VGMConfig
+from resrl.configs import ConfigError, from_dict, load_yaml
+from resrl.models.config import ModelConfig
+from resrl.perception.pose_tracking import TrackerNoiseConfig
+from resrl.session import SessionConfig
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class SharedConfig:
+    """``/**``: what every resrl control node reads (the arbiter, residual policy and learner)."""
+    control_rate_hz: float = 10.0     # stamps on a 1/rate grid: one decision per control period
+    frame_id: str = "fr3_link0"
+    max_skew_ms: float = 0.0          # observation parts may differ this much in stamp
+    reliable_sensors: bool = False    # lockstep sim: a dropped observation part would stall the loop
+    obs_mode: str = "object"          # object | image
+    seed: int = 0                     # the session seed; per-component seeds: resrl.control.session_seeds
+    torch_threads: int = 1
+    model: ModelConfig = field(default_factory=ModelConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+
+@dataclass
+class ArbiterNodeConfig:
+    chunk_wait_s: float = 1.0           # wait this long (wall s) for the chunk, then hold
+    residual_wait_s: float = 1.0        # ... and for the residual, then a_VLA alone
+    intervention_timeout_s: float = 0.5
+    vgm: VGMConfig = field(default_factory=VGMConfig)     # vgm.mode is THE arbiter mode
+    chunks: ChunkConfig = field(default_factory=ChunkConfig)
+
+
+@dataclass
+class ResidualNodeConfig:
+    exploration_noise: float = 0.2        # Gaussian std as a fraction of xi, training episodes only
+    exploration_noise_clip: float = 0.5
+    chunks: ChunkConfig = field(default_factory=ChunkConfig)
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 200_000
+    gamma: float = 0.99
+    n_step: int = 1
+
+
+@dataclass
+class ArbiterMode:
+    """The learner reads the arbiter's mode under the arbiter's name, ``vgm.mode`` (one name per setting)."""
+    mode: str = "vgm"   # base_only: nothing to train, the demos are only recorded
+
+
+@dataclass
+class LearnerNodeConfig:
+    session: str = "manual"             # auto: the node runs the session plan; manual: keyboard episodes
+    run_dir: str = "runs/latest"
+    learner_config: str = ""            # algorithm YAML (default: config/learner.yaml)
+    updates_per_step: int = 1
+    step_grid: bool = False             # lockstep: one command per control-period stamp
+    wait_for_nodes: str = ""            # comma-separated node names to see before episode 1
+    startup_wait_s: float = 3.0
+    terminal_wait_s: float = 5.0
+    offline_bags: str = ""
+    bag_tolerance_ms: float = 50.0
+    obs_history: int = 1000
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    vgm: ArbiterMode = field(default_factory=ArbiterMode)
+    session_plan: SessionConfig = field(default_factory=SessionConfig)
+    # Overrides of config/learner.yaml's `learner:` section (declared by the node with the YAML's values).
+    learner: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PoseTrackerSimConfig:
+    """The part of the pose tracker's parameters the in-process runner needs (its simulated tracker)."""
+    noise: TrackerNoiseConfig = field(default_factory=TrackerNoiseConfig)
+
+
+# Node name -> the dataclasses its parameters fill (prefix "" = top level). Nodes not listed here
+# declare their parameters themselves; test/unit/test_config_tree.py checks their keys against
+# the names they declare.
+NODE_CONFIGS: Dict[str, Dict[str, type]] = {
+    "vgm_arbiter": {"": ArbiterNodeConfig},
+    "residual_policy": {"": ResidualNodeConfig},
+    "replay_learner": {"": LearnerNodeConfig},
+}
+SHARED_NODES = tuple(NODE_CONFIGS)   # the nodes that declare SharedConfig
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested mappings -> dotted keys (ROS parameter names)."""
+    out: Dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def graph_yaml(path: str | Path) -> Dict[str, Dict[str, Any]]:
+    """A ROS parameter YAML -> {node name or '/**': flat params}. Only ros__parameters sections."""
+    data = load_yaml(path)
+    out = {}
+    for node, body in data.items():
+        if not isinstance(body, Mapping) or set(body) != {"ros__parameters"}:
+            raise ConfigError(f"{path}: section {node!r} must hold exactly 'ros__parameters'")
+        out[str(node).lstrip("/") if node != "/**" else "/**"] = flatten(body["ros__parameters"] or {})
+    return out
+
+
+def node_params(path: str | Path, node: str, *more: str | Path) -> Dict[str, Any]:
+    """The flat parameters ``node`` gets from the YAML files (later files win), as ROS applies them."""
+    merged: Dict[str, Any] = {}
+    for p in (path, *more):
+        sections = graph_yaml(p)
+        merged.update(sections.get("/**", {}))
+        merged.update(sections.get(node, {}))
+    return merged
+
+
+def unflatten(flat: Mapping[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        cur = out
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+            if not isinstance(cur, dict):
+                raise ConfigError(f"parameter {key!r} conflicts with a scalar parameter {part!r}")
+        cur[parts[-1]] = value
+    return out
+
+
+def field_names(cls: type, prefix: str = "") -> Dict[str, Any]:
+    """Every parameter name ``declare_dataclass(node, cls, prefix)`` declares -> its default."""
+    hints = typing.get_type_hints(cls)
+    out: Dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out.update(field_names(hint, name))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, dict):   # one parameter per key (none for an empty mapping)
+            out.update({f"{name}.{k}": v for k, v in default.items()})
+        else:
+            out[name] = default
+    return out
+
+
+def build(cls: Type[T], flat: Mapping[str, Any], where: str = "", strict: bool = True) -> T:
+    """Dataclass ``cls`` from flat params (the keys it owns); ``strict``: any other key is an error."""
+    owned = {}
+    names = field_names(cls)
+    for key, value in flat.items():
+        top = key.split(".")[0]
+        if key in names or any(n.startswith(key + ".") for n in names) or _is_mapping_field(cls, top):
+            owned[key] = value
+        elif strict:
+            raise ConfigError(f"{where or cls.__name__}: unknown parameter {key!r}")
+    return from_dict(cls, unflatten(owned), where or cls.__name__)
+
+
+def _is_mapping_field(cls: type, name: str) -> bool:
+    hints = typing.get_type_hints(cls)
+    return name in hints and typing.get_origin(hints[name]) in (dict, Dict)
+
+
+def split(flat: Mapping[str, Any], node: str) -> tuple[SharedConfig, Any]:
+    """(SharedConfig, the node's own config) from one node's flat params; unknown keys are an error."""
+    own_cls = NODE_CONFIGS[node][""]
+    shared_names = field_names(SharedConfig)
+    shared = {k: v for k, v in flat.items() if k in shared_names or k.split(".")[0] in ("model", "safety")}
+    rest = {k: v for k, v in flat.items() if k not in shared}
+    rest.pop("use_sim_time", None)
+    rest.pop("task", None)   # the sim task: config/tasks/<task>.yaml (resrl.sim.load_task_config)
+    return build(SharedConfig, shared, "/**"), build(own_cls, rest, node)
+
+
+def sim_graph_yaml() -> Path:
+    """config/sim_vgm.yaml of the installed package, else of the source tree."""
+    try:
+        from resrl.launch_runner import package_share
+        path = package_share() / "config" / "sim_vgm.yaml"
+        if path.is_file():
+            return path
+    except Exception:   # not built: the source tree
+        pass
+    return REPO / "config" / "sim_vgm.yaml"
+
+
+@dataclass
+class GraphConfig:
+    """Every node config the in-process runner composes, read from one graph YAML."""
+    shared: SharedConfig
+    arbiter: ArbiterNodeConfig
+    residual: ResidualNodeConfig
+    learner: LearnerNodeConfig
+    tracker: TrackerNoiseConfig
+
+
+def load_graph(path: Optional[str | Path] = None, *more: str | Path) -> GraphConfig:
+    path = path or sim_graph_yaml()
+    shared, arbiter = split(node_params(path, "vgm_arbiter", *more), "vgm_arbiter")
+    _, residual = split(node_params(path, "residual_policy", *more), "residual_policy")
+    _, learner = split(node_params(path, "replay_learner", *more), "replay_learner")
+    tracker_flat = {k[len("tracker.noise."):]: v for k, v in node_params(path, "pose_tracker", *more).items()
+                    if k.startswith("tracker.noise.")}
+    return GraphConfig(shared, arbiter, residual, learner, build(TrackerNoiseConfig, tracker_flat, "tracker.noise"))
+
+
+def obs_spec(obs_mode: str, cfg: ModelConfig) -> dict:
+    """The replay's observation fields for ``obs_mode`` (what resrl.ros.observation assembles)."""
+    spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32")}
+    if obs_mode == "image":
+        s = cfg.image_size
+        spec.update(image=((s, s, 3), "uint8"), depth=((s, s), "uint8"))
+    else:
+        spec.update(object_poses=((cfg.num_objects * 7,), "float32"), object_conf=((cfg.num_objects,), "float32"))
+    return spec
+
+
+def make_buffers(spec: dict, cfg: ReplayConfig, run_dir: Optional[str | Path] = None):
+    """(online, demos) replay buffers; with ``run_dir`` on disk under <run_dir>/replay (reloaded if there)."""
+    from resrl.replay import ReplayBuffer
+    where = (lambda name: Path(run_dir) / "replay" / name) if run_dir is not None else (lambda name: None)
+    return (ReplayBuffer(spec, cfg.capacity, where("online"), cfg.gamma, cfg.n_step, "online"),
+            ReplayBuffer(spec, cfg.capacity, where("demos"), cfg.gamma, cfg.n_step, "demos"))
+
+
+def episode_buffers(kind: str, online, offline) -> list:
+    """Where an episode's transitions go: demos -> the demo buffer, train -> online, eval -> nowhere
+    (evaluation measures a frozen policy; its episodes never enter the replay)."""
+    return {"demo": [offline], "eval": []}.get(kind, [online])
+
+
+def learner_overrides(cfg: LearnerNodeConfig) -> Dict[str, Any]:
+    """The ``learner.*`` parameters that override config/learner.yaml's ``learner:`` section
+    (``learner.enabled`` is the node's own switch); an unknown name is an error."""
+    from resrl.algos.learner import LearnerConfig
+    known = {f.name for f in dataclasses.fields(LearnerConfig)}
+    over = {k: v for k, v in cfg.learner.items() if k != "enabled"}
+    unknown = sorted(set(over) - known)
+    if unknown:
+        raise ConfigError(f"replay_learner: unknown parameters {['learner.' + k for k in unknown]}")
+    return over
