@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> dict:
     from resrl.launch_runner import package_share
     from resrl.models import build_critic, build_residual
     from resrl.models.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
-    from resrl.models.config import ModelConfig
-    from resrl.nodes.learner_node import obs_spec
+    from resrl.models.config import ModelConfig, obs_spec
     from resrl.replay import ReplayBuffer
 
     out = Path(args.out)

@@ -27,7 +27,7 @@ from resrl.algos.learner import Learner, load_configs
 from resrl.configs import ConfigError
 from resrl.models import build_critic, build_residual
 from resrl.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from resrl.models.config import ModelConfig
+from resrl.models.config import ModelConfig, obs_spec
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, PolicyWeights
 from resrl.policy_runtime import pack_weights
 from resrl.recorder import Command, EpisodeRecorder, Terminal
@@ -42,16 +42,6 @@ from resrl.srv import LoadCheckpoint, ResetEpisode, SaveCheckpoint
 
 TERMINAL = {EpisodeEvent.SUCCESS: (True, False), EpisodeEvent.FAILURE: (False, False),
             EpisodeEvent.TIMEOUT: (False, True), EpisodeEvent.ABORT: (False, True)}
-
-
-def obs_spec(obs_mode: str, cfg: ModelConfig) -> dict:
-    spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32")}
-    if obs_mode == "image":
-        s = cfg.image_size
-        spec.update(image=((s, s, 3), "uint8"), depth=((s, s), "uint8"))
-    else:
-        spec.update(object_poses=((cfg.num_objects * 7,), "float32"), object_conf=((cfg.num_objects,), "float32"))
-    return spec
 
 
 class LearnerNode(Node):
