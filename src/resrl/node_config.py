@@ -21,7 +21,7 @@ from resrl.arbiter.chunks import ChunkConfig
 from resrl.arbiter.safety import SafetyConfig
 from resrl.arbiter.vgm import VGMConfig
 from resrl.configs import ConfigError, from_dict, load_yaml
-from resrl.models.config import ModelConfig
+from resrl.models.config import ModelConfig, obs_spec  # noqa: F401  (re-exported: the runners take it from here)
 from resrl.perception.pose_tracking import TrackerNoiseConfig
 from resrl.session import SessionConfig
 
@@ -232,17 +232,6 @@ def load_graph(path: Optional[str | Path] = None, *more: str | Path) -> GraphCon
     tracker_flat = {k[len("tracker.noise."):]: v for k, v in node_params(path, "pose_tracker", *more).items()
                     if k.startswith("tracker.noise.")}
     return GraphConfig(shared, arbiter, residual, learner, build(TrackerNoiseConfig, tracker_flat, "tracker.noise"))
-
-
-def obs_spec(obs_mode: str, cfg: ModelConfig) -> dict:
-    """The replay's observation fields for ``obs_mode`` (what resrl.ros.observation assembles)."""
-    spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32")}
-    if obs_mode == "image":
-        s = cfg.image_size
-        spec.update(image=((s, s, 3), "uint8"), depth=((s, s), "uint8"))
-    else:
-        spec.update(object_poses=((cfg.num_objects * 7,), "float32"), object_conf=((cfg.num_objects,), "float32"))
-    return spec
 
 
 def make_buffers(spec: dict, cfg: ReplayConfig, run_dir: Optional[str | Path] = None):

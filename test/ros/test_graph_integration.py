@@ -95,7 +95,7 @@ def test_short_session_through_the_node_graph(tmp_path):
     # the session bag (MCAP) replays into the transitions the live learner stored
     from resrl.bags import RebuildConfig, read_bag, rebuild
     from resrl.models.config import ModelConfig
-    from resrl.nodes.learner_node import obs_spec
+    from resrl.models.config import obs_spec
     from resrl.replay import ReplayBuffer
     assert (tmp_path / "bag" / "metadata.yaml").is_file() and list((tmp_path / "bag").glob("*.mcap"))
     num_objects = sim_params()["/**"]["ros__parameters"]["model"]["num_objects"]   # cube + target zone

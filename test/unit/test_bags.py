@@ -13,8 +13,7 @@ from resrl import topics
 from resrl.bags import BagError, BagWriter, RebuildConfig, SESSION_TOPICS, read_bag, rebuild, typestore
 from resrl.bags.schema import TeleopTopics
 from resrl.geometry import quat_to_rotvec, rotvec_to_quat
-from resrl.nodes.learner_node import obs_spec
-from resrl.models.config import ModelConfig
+from resrl.models.config import ModelConfig, obs_spec
 from resrl.replay import ReplayBuffer
 from resrl.ros.convert import ns_to_stamp, numpy_to_image, numpy_to_pose
 

@@ -222,8 +222,7 @@ def main(argv=None) -> int:
             episodes = _episodes_from_replay(args.replay)
         else:
             from resrl.bags import RebuildConfig, read_bag, rebuild
-            from resrl.models.config import ModelConfig
-            from resrl.nodes.learner_node import obs_spec
+            from resrl.models.config import ModelConfig, obs_spec
             from resrl.replay import ReplayBuffer
             cfg = ModelConfig(obs_mode=args.obs_mode, image_size=args.image_size)
             online = ReplayBuffer(obs_spec(args.obs_mode, cfg), 1_000_000, name="online")

@@ -90,3 +90,15 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError("ModelConfig: JSON must be an object")
         return configs.from_dict(cls, data)
+
+
+def obs_spec(obs_mode: str, cfg: ModelConfig) -> dict:
+    """The replay's observation layout {key: (shape, dtype)} that the networks of ``cfg`` read in
+    ``obs_mode`` ("image" or "object"); the learner node, offline_train and export share it."""
+    spec = {"state": ((7,), "float32"), "base_action": ((7,), "float32")}
+    if obs_mode == "image":
+        s = cfg.image_size
+        spec.update(image=((s, s, 3), "uint8"), depth=((s, s), "uint8"))
+    else:
+        spec.update(object_poses=((cfg.num_objects * 7,), "float32"), object_conf=((cfg.num_objects,), "float32"))
+    return spec

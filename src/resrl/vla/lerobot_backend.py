@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from resrl.vla.action_mapping import ActionMapper
-from resrl.vla.backends import VLAError, check_chunk
+from resrl.vla.base import VLAError, check_chunk
 
 
 def _import_lerobot():

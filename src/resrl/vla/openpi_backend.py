@@ -23,7 +23,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from resrl.vla.action_mapping import ActionMapper
-from resrl.vla.backends import VLAError, check_chunk
+from resrl.vla.base import VLAError, check_chunk
 
 DROID_IMAGE_SIZE = 224
 
