@@ -38,7 +38,7 @@ class LaunchArg:
 NODE_EXECUTABLES = (
     "sim_robot_node", "camera_depth_node", "pose_tracker_node", "vla_chunk_node",
     "residual_policy_node", "vgm_arbiter_node", "keyboard_node", "learner_node",
-    "bag_recorder_node", "robot_bridge_node",
+    "bag_recorder_node", "robot_bridge_node", "reward_classifier_node",
 )
 
 SIM_ARGS = [
@@ -103,6 +103,8 @@ def _real_args(robot: str) -> List[LaunchArg]:
         LaunchArg("console", "terminal", "operator console: terminal (run `ros2 run resrl keyboard_node` in a second "
                   "terminal; the launch prints the exact command) | launch (started here, takeover devices only)"),
         LaunchArg("extra_params", "", f"absolute path of a parameter YAML loaded after config/{robot}_vgm.yaml"),
+        LaunchArg("classifier", "", "success classifier model (python -m resrl.reward_classifier): a second reward "
+                  "source next to the keys; empty = keys only"),
     ]
     if robot == "ur":
         args.insert(2, LaunchArg("ur_type", "ur5e", "UR model for the driver (start_driver:=true)"))
@@ -116,7 +118,7 @@ ROBOT_STATE_REMAPS = [(topics.EE_POSE, topics.ROBOT_EE_POSE), (topics.GRIPPER_ST
 
 def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", vla_host="127.0.0.1",
                vla_port="8000", checkpoint="", mode="vgm", obs_mode="object", run_dir="runs/latest",
-               session="manual", extra_params="", **_driver_args) -> List[NodeSpec]:
+               session="manual", extra_params="", classifier="", **_driver_args) -> List[NodeSpec]:
     """The robot bridge + the resrl nodes on wall-clock time (driver, camera and VLA server run
     outside: docs/robots.md). ``_driver_args`` (robot_ip, start_driver, ur_type, use_rviz, console)
     are for the launch file's own actions."""
@@ -125,7 +127,7 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
     vla = {**shared, "vla.backend": vla_backend, "vla.openpi.host": vla_host, "vla.openpi.port": int(vla_port),
            "vla.checkpoint_dir": checkpoint, "vla.prompt": prompt}
     remaps = list(ROBOT_STATE_REMAPS)
-    return [
+    specs = [
         NodeSpec("robot_bridge_node", "robot_bridge", common, {"use_sim_time": False, "robot": robot}),
         NodeSpec("camera_depth_node", "camera_depth", common, dict(shared)),
         NodeSpec("pose_tracker_node", "pose_tracker", common, dict(shared)),
@@ -137,6 +139,10 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
         NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}, remaps),
         NodeSpec("keyboard_node", "keyboard", common, dict(shared), remaps, console=True),
     ]
+    if classifier:
+        specs.append(NodeSpec("reward_classifier_node", "reward_classifier", common,
+                              {**shared, "classifier.model_path": classifier}, remaps))
+    return specs
 
 
 def franka_graph(**args) -> List[NodeSpec]:

@@ -24,6 +24,11 @@ from resrl.deps import MISSING_DEPENDENCY_EXIT
 from resrl.launch_graph import GRAPHS
 
 
+# Seconds from SIGINT (Ctrl-C) to SIGTERM: a loaded 2-core machine needs more than launch's 5 s
+# for a node that is mid-update (the graph tests give nodes 20 s as well).
+STOP_GRACE_S = "20"
+
+
 def console_command(spec, share: str) -> str:
     """The second-terminal command that starts the operator console with the graph's parameters."""
     args = [f"--params-file {os.path.join(share, p)}" for p in spec.params]
@@ -58,7 +63,7 @@ def graph_actions(graph: str) -> list:
                 continue
             node = Node(package="resrl", executable=spec.executable, name=spec.name, output="screen",
                         parameters=[os.path.join(share, p) for p in spec.params] + [spec.overrides],
-                        remappings=spec.remappings)
+                        remappings=spec.remappings, sigterm_timeout=STOP_GRACE_S)
             actions += [node, _exit_handler(spec, node)]
         return actions
 
