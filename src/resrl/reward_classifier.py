@@ -199,12 +199,13 @@ def save(model: SuccessClassifier, cfg: ClassifierConfig, path: str | Path, metr
 
 
 def load(path: str | Path) -> Tuple[SuccessClassifier, ClassifierConfig]:
+    import pickle
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         meta = json.loads(blob["meta_json"])
         model = SuccessClassifier(meta["in_dim"], meta["config"]["hidden"])
         model.load_state_dict(blob["state_dict"])
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path}: not a resrl success classifier ({type(exc).__name__}: {exc})") from exc
     return model.eval(), ClassifierConfig(**meta["config"])
 
