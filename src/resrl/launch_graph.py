@@ -38,8 +38,10 @@ class LaunchArg:
 NODE_EXECUTABLES = (
     "sim_robot_node", "camera_depth_node", "pose_tracker_node", "vla_chunk_node",
     "residual_policy_node", "vgm_arbiter_node", "keyboard_node", "learner_node",
-    "bag_recorder_node", "robot_bridge_node", "reward_classifier_node",
+    "bag_recorder_node", "robot_bridge_node",
 )
+# Started only when asked for (launch argument classifier:=<model>): needs a trained model.
+OPTIONAL_EXECUTABLES = ("reward_classifier_node",)
 
 SIM_ARGS = [
     LaunchArg("task", "pick_place", "sim task: pick_place | pick_lift"),

@@ -45,6 +45,10 @@ class RewardClassifierNode(Node):
                                         consecutive if consecutive > 0 else cfg.consecutive)
         self.window_s = p("classifier.override_window_s", 0.5).value
         num_objects = p("model.num_objects", 1).value
+        expected = 7 + 8 * num_objects   # state + poses + confidences (resrl.reward_classifier.frame_features)
+        if int(self.model.mean.shape[0]) != expected:
+            raise SystemExit(f"reward_classifier: {path} was trained on {int(self.model.mean.shape[0])} features, this "
+                             f"graph gives {expected} (model.num_objects={num_objects}): retrain on this cell's bags")
         self.lock = threading.Lock()
         self.episode_id, self.running = 0, False
         self.done_ns = -1
