@@ -5,7 +5,7 @@
 Start first (docs/robots.md): the franka_ros2 driver with a Cartesian target controller, the
 RealSense camera, the pose tracker and the VLA policy server; or pass start_driver:=true
 robot_ip:=<ip> to include franka_bringup's franka.launch.py here. The node list lives in
-resrl.launch_graph (shared with `python -m resrl.launch_runner franka_vgm`).
+resrl.launch_graph. The operator console runs in a second terminal: the launch prints the command.
 """
 from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription

@@ -2,8 +2,8 @@
 
     ros2 launch resrl sim_vgm.launch.py task:=pick_place mode:=vgm obs_mode:=object use_rviz:=true
 
-The node list lives in resrl.launch_graph (shared with `python -m resrl.launch_runner sim_vgm`,
-which starts the same graph where launch_ros is not installed).
+The node list lives in resrl.launch_graph. The operator console runs in a terminal of its own:
+the launch prints its `ros2 run resrl keyboard_node ...` command (session:=manual or keyboard:=true).
 """
 from launch import LaunchDescription
 

@@ -5,7 +5,7 @@
 Start first (docs/robots.md): ur_robot_driver with MoveIt Servo (or FZI cartesian_controllers),
 the RealSense camera, the pose tracker and the VLA policy server; or pass start_driver:=true
 ur_type:=<model> robot_ip:=<ip> to include ur_robot_driver's ur_control.launch.py here. The node
-list lives in resrl.launch_graph (shared with `python -m resrl.launch_runner ur_vgm`).
+list lives in resrl.launch_graph. The operator console runs in a second terminal: the launch prints the command.
 """
 from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription

@@ -11,4 +11,5 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 50) + 1 ))}"
 cd "$ROOT"
 RUN_DIR="runs/$(date +%Y%m%d-%H%M%S)"
-exec python -m resrl.launch_runner sim_vgm run_dir:="$RUN_DIR" "$@"
+# Real launch_ros (setup.sh installs it); the launch stops when the learner has finished the session.
+exec ros2 launch resrl sim_vgm.launch.py run_dir:="$RUN_DIR" "$@"

@@ -1,8 +1,9 @@
 """The node graphs resrl launches, as plain data.
 
-`launch/*.launch.py` turn these specs into launch_ros ``Node`` actions; where launch_ros is not
-installed (PyPI-only ROS), ``python -m resrl.launch_runner`` starts the very same specs as
-processes. One description, two starters: what is tested here is what `ros2 launch` runs.
+`launch/*.launch.py` turn these specs into launch_ros ``Node`` actions (resrl.ros.launch_actions);
+``resrl.launch_runner.GraphProcess`` starts the very same specs as plain processes for the graph
+tests and benchmarks that need one log file per node. One description: what is tested is what
+`ros2 launch` runs.
 """
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ class NodeSpec:
     params: List[str] = field(default_factory=list)       # YAML files relative to share/resrl/
     overrides: Dict[str, object] = field(default_factory=dict)
     remappings: List[Tuple[str, str]] = field(default_factory=list)
+    # The operator console: it needs a terminal of its own, which a process under `ros2 launch`
+    # does not get. With console:=terminal the launch prints the command to run it instead.
+    console: bool = False
+    # When this node exits (the learner after its session), the whole graph stops.
+    ends_session: bool = False
 
 
 @dataclass
@@ -34,6 +40,8 @@ NODE_EXECUTABLES = (
     "residual_policy_node", "vgm_arbiter_node", "keyboard_node", "learner_node",
     "bag_recorder_node", "robot_bridge_node",
 )
+# Started only when asked for (launch argument classifier:=<model>): needs a trained model.
+OPTIONAL_EXECUTABLES = ("reward_classifier_node",)
 
 SIM_ARGS = [
     LaunchArg("task", "pick_place", "sim task: pick_place | pick_lift"),
@@ -42,7 +50,9 @@ SIM_ARGS = [
     LaunchArg("seed", "0", "session seed"),
     LaunchArg("run_dir", "runs/latest", "run folder: replay, checkpoints, metrics, bag"),
     LaunchArg("session", "auto", "learner session: auto (demos -> warm-up -> online -> eval) | manual (keyboard)"),
-    LaunchArg("keyboard", "false", "start the keyboard reward/intervention terminal UI"),
+    LaunchArg("keyboard", "false", "add the operator console (keyboard_node) to the graph"),
+    LaunchArg("console", "terminal", "operator console: terminal (you run it in a second terminal; the launch prints "
+              "the command) | launch (started here, without a terminal: takeover devices only, no keys)"),
     LaunchArg("use_rviz", "false", "start RViz with rviz/resrl.rviz"),
     LaunchArg("extra_params", "", "absolute path of a parameter YAML loaded after config/sim_vgm.yaml "
               "(benchmarks: ablations, session budgets)"),
@@ -54,7 +64,7 @@ def _truthy(value) -> bool:
 
 
 def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_dir="runs/latest",
-              session="auto", keyboard="false", use_rviz="false", extra_params="") -> List[NodeSpec]:
+              session="auto", keyboard="false", use_rviz="false", extra_params="", console="terminal") -> List[NodeSpec]:
     """The seven resrl nodes plus the simulated Franka, on simulated time."""
     common = ["config/sim_vgm.yaml"]   # the task itself: config/tasks/<task>.yaml via resrl.sim.load_task_config
     if extra_params:
@@ -69,12 +79,12 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
         # One name for the arbiter mode, vgm.mode (resrl.node_config): the learner reads it too.
         NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "vgm.mode": mode}),
         NodeSpec("learner_node", "replay_learner", common,
-                 {**shared, "run_dir": run_dir, "session": session, "vgm.mode": mode}),
+                 {**shared, "run_dir": run_dir, "session": session, "vgm.mode": mode}, ends_session=True),
         # The session bag, <run_dir>/bag (docs/data.md): what offline training and export replay.
         NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}),
     ]
     if _truthy(keyboard) or session == "manual":
-        specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared)))
+        specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared), console=True))
     return specs
 
 
@@ -93,6 +103,11 @@ def _real_args(robot: str) -> List[LaunchArg]:
         LaunchArg("run_dir", "runs/latest", "run folder: replay, checkpoints, metrics, bag"),
         LaunchArg("session", "manual", "learner session: manual (keyboard rewards/resets) | auto"),
         LaunchArg("use_rviz", "false", "start RViz with rviz/resrl.rviz"),
+        LaunchArg("console", "terminal", "operator console: terminal (run `ros2 run resrl keyboard_node` in a second "
+                  "terminal; the launch prints the exact command) | launch (started here, takeover devices only)"),
+        LaunchArg("extra_params", "", f"absolute path of a parameter YAML loaded after config/{robot}_vgm.yaml"),
+        LaunchArg("classifier", "", "success classifier model (python -m resrl.reward_classifier): a second reward "
+                  "source next to the keys; empty = keys only"),
     ]
     if robot == "ur":
         args.insert(2, LaunchArg("ur_type", "ur5e", "UR model for the driver (start_driver:=true)"))
@@ -106,16 +121,16 @@ ROBOT_STATE_REMAPS = [(topics.EE_POSE, topics.ROBOT_EE_POSE), (topics.GRIPPER_ST
 
 def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", vla_host="127.0.0.1",
                vla_port="8000", checkpoint="", mode="vgm", obs_mode="object", run_dir="runs/latest",
-               session="manual", **_driver_args) -> List[NodeSpec]:
+               session="manual", extra_params="", classifier="", **_driver_args) -> List[NodeSpec]:
     """The robot bridge + the resrl nodes on wall-clock time (driver, camera and VLA server run
-    outside: docs/robots.md). ``_driver_args`` (robot_ip, start_driver, ur_type, use_rviz) are
-    for the launch file's own actions."""
-    common = [f"config/{robot}_vgm.yaml"]
+    outside: docs/robots.md). ``_driver_args`` (robot_ip, start_driver, ur_type, use_rviz, console)
+    are for the launch file's own actions."""
+    common = [f"config/{robot}_vgm.yaml"] + ([extra_params] if extra_params else [])
     shared = {"use_sim_time": False, "task": task, "obs_mode": obs_mode}
     vla = {**shared, "vla.backend": vla_backend, "vla.openpi.host": vla_host, "vla.openpi.port": int(vla_port),
            "vla.checkpoint_dir": checkpoint, "vla.prompt": prompt}
     remaps = list(ROBOT_STATE_REMAPS)
-    return [
+    specs = [
         NodeSpec("robot_bridge_node", "robot_bridge", common, {"use_sim_time": False, "robot": robot}),
         NodeSpec("camera_depth_node", "camera_depth", common, dict(shared)),
         NodeSpec("pose_tracker_node", "pose_tracker", common, dict(shared)),
@@ -123,10 +138,14 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
         NodeSpec("residual_policy_node", "residual_policy", common, dict(shared), remaps),
         NodeSpec("vgm_arbiter_node", "vgm_arbiter", common, {**shared, "vgm.mode": mode}, remaps),
         NodeSpec("learner_node", "replay_learner", common,
-                 {**shared, "run_dir": run_dir, "session": session, "vgm.mode": mode}, remaps),
+                 {**shared, "run_dir": run_dir, "session": session, "vgm.mode": mode}, remaps, ends_session=True),
         NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}, remaps),
-        NodeSpec("keyboard_node", "keyboard", common, dict(shared), remaps),
+        NodeSpec("keyboard_node", "keyboard", common, dict(shared), remaps, console=True),
     ]
+    if classifier:
+        specs.append(NodeSpec("reward_classifier_node", "reward_classifier", common,
+                              {**shared, "classifier.model_path": classifier}, remaps))
+    return specs
 
 
 def franka_graph(**args) -> List[NodeSpec]:

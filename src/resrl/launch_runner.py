@@ -1,6 +1,10 @@
-"""Start a resrl node graph without launch_ros (PyPI-only ROS 2 has no `ros2 launch`).
+"""Start a resrl node graph as plain processes, one log file per node (tests and benchmarks).
 
-    python -m resrl.launch_runner sim_vgm task:=pick_place mode:=vgm
+Users start graphs with ``ros2 launch resrl <graph>.launch.py`` (real launch_ros; scripts/setup.sh
+installs it from ../shared/ros2 where no apt ROS 2 is sourced). This module stays for what
+``ros2 launch`` does not give a harness: ``GraphProcess`` with per-node overrides and per-node log
+files (test/ros/test_graph_integration.py), and the learner's exit code as the command's
+(``python -m resrl.launch_runner sim_vgm ...``, used by benchmarks/table1.py and bench_latency.py).
 
 Each NodeSpec of ``resrl.launch_graph`` becomes one OS process running the installed executable
 with the same ``--ros-args`` launch_ros would pass. Ctrl-C (or SIGTERM) stops the graph the way

@@ -28,6 +28,8 @@ EPISODE_EVENTS = "/resrl/episode_events"                              # resrl/Ep
 INTERVENTION = "/resrl/intervention"                                  # resrl/Intervention
 RESIDUAL_WEIGHTS = "/resrl/weights/residual"                          # resrl/PolicyWeights (latched)
 CRITIC_WEIGHTS = "/resrl/weights/critic"                              # resrl/PolicyWeights (latched)
+LEARNER_STATUS = "/resrl/learner/status"                              # std_msgs/String JSON, 1 Hz (operator console)
+CLASSIFIER_CONFIDENCE = "/resrl/reward_classifier/confidence"         # std_msgs/Float32: P(success) per step
 MARKERS = "/resrl/markers"                                            # visualization_msgs/MarkerArray
 CLOCK = "/clock"                                                      # rosgraph_msgs/Clock
 

@@ -6,7 +6,7 @@ from resrl.obs_assembly import ObservationAssembler
 from resrl.recorder import Command, EpisodeRecorder, Terminal
 from resrl.replay import ReplayBuffer
 from resrl.session import EpisodeRecord, SessionConfig, SessionPlan
-from resrl.teleop import FAILURE, START, SUCCESS, KeyboardTeleop, TeleopConfig
+from resrl.teleop import FAILURE, SUCCESS, KeyboardTeleop, TeleopConfig
 
 SPEC = {"state": ((7,), "float32"), "base_action": ((7,), "float32"),
         "object_poses": ((7,), "float32"), "object_conf": ((1,), "float32")}
@@ -118,7 +118,7 @@ def test_session_plan_step_budget():
 
 def test_keyboard_teleop_events_and_takeover():
     kb = KeyboardTeleop(TeleopConfig(step_m=0.01))
-    assert kb.press("s").events == [START]
+    assert kb.press("s").start == "train" and kb.press("s").events == []   # a reset starts it
     assert kb.press("y").events == [SUCCESS] and kb.press("n").events == [FAILURE]
     assert "cannot take over" in kb.press("i").message   # no robot state yet
     kb.update_state(np.array([0.5, 0.0, 0.2, 0, 0, 0, 0.0], np.float32))

@@ -21,6 +21,7 @@ import numpy as np
 import rclpy
 import torch
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from resrl import topics
 from resrl.algos.learner import Learner, load_configs
@@ -116,6 +117,9 @@ class LearnerNode(Node):
         self.create_service(SaveCheckpoint, topics.SAVE_CHECKPOINT, self._on_save)
         self.create_service(LoadCheckpoint, topics.LOAD_CHECKPOINT, self._on_load)
         wall_timer(self, 0.02, self._tick)
+        # What the operator console shows (keyboard_node): one small JSON status a second.
+        self.status_pub = self.create_publisher(String, topics.LEARNER_STATUS, qos.CONTROL)
+        wall_timer(self, 1.0, self._publish_status)
         self.trainer.start()
         self._reset_future = None
         self.t_start = time.monotonic()
@@ -336,6 +340,15 @@ class LearnerNode(Node):
                     self.state = "idle"
                 else:
                     self.state = "running"
+
+    def _publish_status(self):
+        with self.lock:
+            status = {"state": self.state, "updates": self.learner.num_updates,
+                      "warmup_updates": self.learner.num_warmup_updates, "warmup_done": self.plan.warmup_done,
+                      "policy_version": self.learner.policy_version, "replay_online": len(self.online),
+                      "replay_demos": len(self.offline), "episodes": len(self.plan.records),
+                      "train_sr20": self.plan.train_success_rate()}
+        self.status_pub.publish(String(data=json.dumps(status)))
 
     def _graph_ready(self) -> bool:
         """Discovery takes a moment: an episode started before every node listens loses its START."""

@@ -22,6 +22,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from resrl import topics
+from resrl.deps import require
 from resrl.msg import EpisodeEvent, TrackedObjectPose, TrackedObjects
 from resrl.obs_assembly import ObservationAssembler
 from resrl.perception.pose_tracking import (IDENTITY_POSE, DetectionTrackerConfig, SimulatedTrackers,
@@ -54,11 +55,8 @@ class PoseTrackerNode(Node):
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
 
     def _init_detection3d(self):
-        try:
-            from vision_msgs.msg import Detection3DArray
-        except ImportError as exc:
-            raise ImportError("tracker.backend 'detection3d' needs vision_msgs (apt: ros-$ROS_DISTRO-vision-msgs; "
-                              f"it is not on PyPI): {exc}") from exc
+        # One line, no traceback, when it is missing (resrl.deps): "... needs vision_msgs ...".
+        Detection3DArray = require("vision_msgs.msg", "pose_tracker (tracker.backend 'detection3d')").Detection3DArray
         p = self.declare_parameter
         self.detection_cfg = self._detection_config()
         self.create_subscription(Detection3DArray, p("tracker.detection.topic", topics.FOUNDATIONPOSE_OUTPUT).value,

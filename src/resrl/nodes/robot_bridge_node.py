@@ -19,7 +19,6 @@ only the selected robot's are needed.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -36,6 +35,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from resrl import topics
+from resrl.deps import require
 from resrl.msg import EpisodeEvent
 from resrl.robots import franka, ur
 from resrl.robots.common import (BridgeConfig, BridgeError, GripperHysteresis, HomeMotion, StateMonitor,
@@ -54,12 +54,8 @@ LATCHED_STATUS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 def import_driver_interface(module: str, robot: str):
     """Import a driver interface module (e.g. 'franka_msgs.action') or fail saying what to source."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise BridgeError(f"robot:={robot} needs the ROS interface package '{module.split('.')[0]}' "
-                          f"({exc}); source the driver's workspace (franka_ros2 / ur_robot_driver) "
-                          f"before starting resrl") from exc
+    workspace = {"franka": "franka_ros2", "ur": "ur_robot_driver"}.get(robot, robot)
+    return require(module, f"robot_bridge (robot:={robot})", source_workspace=workspace)
 
 
 class PendingCall:

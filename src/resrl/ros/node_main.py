@@ -7,6 +7,8 @@ import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+from resrl.deps import MISSING_DEPENDENCY_EXIT, MissingDependency
+
 
 def run_node(node_cls, args=None, threads: int = 2) -> int:
     rclpy.init(args=args if args is not None else sys.argv)
@@ -20,6 +22,10 @@ def run_node(node_cls, args=None, threads: int = 2) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except MissingDependency as exc:
+        # One line naming what to install (a traceback would bury it); the launch stops the graph.
+        print(f"[{getattr(node_cls, '__name__', 'node')}] {exc}", file=sys.stderr, flush=True)
+        return MISSING_DEPENDENCY_EXIT
     except Exception:
         if rclpy.ok():
             raise
