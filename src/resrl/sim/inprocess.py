@@ -27,7 +27,8 @@ import torch
 
 from resrl.algos.learner import Learner, load_configs
 from resrl.arbiter.safety import SafetyConfig, SafetyFilter
-from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose
+from resrl.arbiter.schedules import build_schedule
+from resrl.arbiter.vgm import VGMArbiter, VGMConfig, compose, target_jump_m
 from resrl.models import build_critic, build_residual
 from resrl.models.config import ModelConfig
 from resrl.perception.pose_tracking import SimulatedTrackers, TrackerNoiseConfig
@@ -61,6 +62,12 @@ class InProcessConfig:
     replay_n_step: int = 3
     conf_threshold: float = 0.5
     torch_threads: int = 1
+    # --- [issue-15 suite hooks, vgm branch; the lead ports them onto the shared control step] ---
+    # Peer-arm lambda schedule (resrl.arbiter.schedules), run in static mode; {}: none.
+    schedule: Dict[str, object] = field(default_factory=dict)
+    # Frozen-policy evaluation: no learner updates during evaluation episodes and evaluation
+    # episodes never enter the replay (a block measures one snapshot).
+    frozen_eval: bool = True
 
 
 def _defaults_from_sim_yaml() -> dict:
@@ -113,6 +120,10 @@ class InProcessSession:
                       residual_p["exploration_noise_clip"] if cfg.exploration_noise_clip is None
                       else cfg.exploration_noise_clip)
         self.last_outcome = ""
+        self.schedule = build_schedule(cfg.schedule, cfg.seed + 13)   # [issue-15 hook]
+        if self.schedule is not None and cfg.mode != "static":
+            raise ValueError("a lambda schedule runs the arbiter in static mode (--mode static)")
+        self.gate_trace: list = []   # [issue-15 hook] per-step (lambda, g_greedy, g_harm, g_regress, g_escape, V) of the last episode
         self._acting()
 
     def _acting(self) -> None:
@@ -147,6 +158,10 @@ class InProcessSession:
             part.reset()
         self.expert.reset(seed)
         buffers = [self.offline] if kind == "demo" else [self.online]
+        if kind == "eval" and self.cfg.frozen_eval:   # [issue-15 hook] evaluation stays out of the replay
+            buffers = []
+        self.gate_trace = []
+        max_dlambda = max_jump = 0.0
         a_vla = self.vla.infer(raw, info)[0].astype(np.float32)
         obs = self._observe(raw, a_vla)
         for buf in buffers:
@@ -163,7 +178,13 @@ class InProcessSession:
                 q_c = q_b = v = None
                 if self.cfg.mode == "vgm":
                     q_c, q_b, v = gate_inputs(self.critic, obs, a_vla, a_res, "object")
+                if self.schedule is not None:   # [issue-15 hook] peer schedule sets lambda
+                    self.vgm.lambda_static = self.schedule.lambda_for(self.plan.train_steps + t, kind == "train")
                 report = self.vgm.step(q_c, q_b, v)
+                max_dlambda = max(max_dlambda, report.lambda_delta)
+                max_jump = max(max_jump, target_jump_m(np.full(3, report.lambda_delta), a_res))
+                self.gate_trace.append((report.lambda_value, report.g_greedy, report.g_harm, report.g_regress,
+                                        report.g_escape, report.value))
                 candidate = compose(a_vla, a_res, report)
                 lam = float(np.mean(report.lambda_per_dim))
                 lambdas.append(lam)
@@ -182,7 +203,8 @@ class InProcessSession:
                 buf.add_step(action, residual, lam, float(success), next_obs, done=bool(term),
                              truncated=bool(done and not term), intervention=human is not None)
             obs = next_obs
-            if kind != "demo" and self.train_enabled and self.plan.warmup_done:
+            frozen = kind == "eval" and self.cfg.frozen_eval   # [issue-15 hook]
+            if kind != "demo" and self.train_enabled and self.plan.warmup_done and not frozen:
                 for _ in range(self.cfg.updates_per_step):
                     self.learner.train_step(self.online, self.offline)
             if done:
@@ -197,6 +219,8 @@ class InProcessSession:
             self.last_outcome = ""
         g = np.asarray(gates, np.float32).reshape(-1, 3)
         activity = {n: float(g[:, i].mean()) if len(g) else 0.0 for i, n in enumerate(("greedy", "regress", "escape"))}
+        activity["max_dlambda"], activity["max_jump_mm"] = max_dlambda, 1000.0 * max_jump   # [issue-15 hook]
+        activity["harm"] = float(np.mean([r[2] for r in self.gate_trace])) if self.gate_trace else 0.0
         return EpisodeRecord(index=len(self.plan.records), kind=kind, seed=seed, steps=steps, success=success,
                              env_steps_total=0, mean_lambda=float(np.mean(lambdas)) if lambdas else 0.0,
                              gate_activity=activity)
@@ -252,9 +276,11 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--exploration-noise", type=float, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker")
+                    help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker"
+                         " | schedule (resrl.arbiter.schedules, with --mode static)")
     args = ap.parse_args(argv)
-    over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker")}
+    over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker",
+                                                           "schedule")}
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
