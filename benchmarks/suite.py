@@ -98,14 +98,10 @@ def _block(sess, seed: int, keep_trace: bool = True) -> dict:
             "gate_trace": trace}
 
 
-def run_warmup(task: str, seed: int, arms: list, out: Path, command: str) -> dict:
-    """Demos + warm-up once for (task, seed); then every arm's frozen block on those weights."""
-    import torch
-    from resrl.arbiter.schedules import build_schedule
-    from resrl.arbiter.vgm import VGMArbiter, VGMConfig
-    from resrl.sim.inprocess import InProcessSession, _defaults_from_sim_yaml
-    t0 = time.monotonic()
-    sess = InProcessSession(_cfg(task, "static-1", seed, learner={"learning_starts": 10 ** 9}), log=lambda _: None)
+def _warmed_up(task: str, seed: int, session: dict | None = None):
+    """A session after its 20 demos and the Cal-QL warm-up (what every arm of (task, seed) shares)."""
+    from resrl.sim.inprocess import InProcessSession
+    sess = InProcessSession(_cfg(task, "static-1", seed, session=dict(session or {})), log=lambda _: None)
     while not sess.plan.warmup_done:
         if sess.plan.needs_warmup():
             sess.learner.warmup(sess.offline)
@@ -114,19 +110,22 @@ def run_warmup(task: str, seed: int, arms: list, out: Path, command: str) -> dic
             break
         kind, ep_seed = sess.plan.next_episode()
         sess.plan.record(sess.run_episode(kind, ep_seed))
-    warm_s = time.monotonic() - t0
-    yaml_vgm = {k.split(".", 1)[1]: v for k, v in _defaults_from_sim_yaml()["vgm_arbiter"].items()
-                if k.startswith("vgm.")}
+    return sess
+
+
+def run_warmup(task: str, seed: int, arms: list, out: Path, command: str, sess=None, warm_s: float = 0.0) -> dict:
+    """Demos + warm-up once for (task, seed); then every arm's frozen block on those weights
+    (no online updates: evaluation episodes neither train nor enter the replay)."""
+    t0 = time.monotonic()
+    if sess is None:
+        sess = _warmed_up(task, seed)
+        warm_s = time.monotonic() - t0
     result = {"task": task, "seed": seed, "command": command, "warmup_wall_s": warm_s, "arms": {}}
     for arm in arms:
         if arm in SAME_AS_STATIC1_AT_WARMUP:
             continue
         ta = time.monotonic()
-        cfg = _cfg(task, arm, seed)
-        sess.cfg = dataclasses.replace(sess.cfg, mode=cfg.mode)
-        sess.vgm = VGMArbiter(VGMConfig(**{**yaml_vgm, **cfg.vgm, "mode": cfg.mode}))
-        sess.schedule = build_schedule(cfg.schedule, seed + 13)
-        torch.manual_seed(seed)
+        _configure(sess, task, arm, seed)
         block = _block(sess, seed)
         block["wall_s"] = time.monotonic() - ta
         result["arms"][arm] = block
@@ -136,13 +135,14 @@ def run_warmup(task: str, seed: int, arms: list, out: Path, command: str) -> dic
     for arm in SAME_AS_STATIC1_AT_WARMUP:
         if arm in arms and "static-1" in result["arms"]:
             result["arms"][arm] = {**result["arms"]["static-1"], "same_as": "static-1"}
-    result["wall_s"] = time.monotonic() - t0
+    result["wall_s"] = time.monotonic() - t0 + warm_s
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result))
     return result
 
 
 def run_online(task: str, arm: str, seed: int, max_env_steps: int, eval_every: int, out: Path, command: str) -> dict:
+    """One full session (own demos + warm-up) for an arm that changes the learner (resfit)."""
     from resrl.sim.inprocess import InProcessSession
     t0 = time.monotonic()
     cfg = _cfg(task, arm, seed, session={"max_env_steps": max_env_steps, "eval_every": eval_every,
@@ -150,6 +150,62 @@ def run_online(task: str, arm: str, seed: int, max_env_steps: int, eval_every: i
     log_lines = []
     sess = InProcessSession(cfg, log=log_lines.append)
     m = sess.run()
+    result = _online_result(sess, m, task, arm, seed, max_env_steps, command, wall_s=time.monotonic() - t0,
+                            warm_s=m["warmup_s"], log_lines=log_lines, shared_warmup=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result))
+    return result
+
+
+def _configure(sess, task: str, arm: str, seed: int) -> None:
+    """Point a (warmed-up) session at one arm's arbiter / schedule; the networks stay as they are."""
+    from resrl.arbiter.schedules import build_schedule
+    from resrl.arbiter.vgm import VGMArbiter, VGMConfig
+    from resrl.sim.inprocess import _defaults_from_sim_yaml
+    cfg = _cfg(task, arm, seed)
+    if cfg.learner or cfg.algo:
+        raise ValueError(f"arm {arm} changes the learner: it needs its own session (suite.py online)")
+    yaml_vgm = {k.split(".", 1)[1]: v for k, v in _defaults_from_sim_yaml()["vgm_arbiter"].items()
+                if k.startswith("vgm.")}
+    sess.cfg = dataclasses.replace(sess.cfg, mode=cfg.mode)
+    sess.vgm = VGMArbiter(VGMConfig(**{**yaml_vgm, **cfg.vgm, "mode": cfg.mode}))
+    sess.schedule = build_schedule(cfg.schedule, seed + 13)
+    sess.train_enabled = cfg.mode != "base_only"
+
+
+def run_paired(task: str, seed: int, arms: list, max_env_steps: int, eval_every: int, out_dir: Path,
+               command: str, warm_arms: tuple = ()) -> dict:
+    """Demos + warm-up ONCE for (task, seed); the warm-up-only blocks of ``warm_arms`` on those
+    weights; then every arm learns online from a copy of that state (same weights, replay,
+    optimiser and RNG states): a paired comparison at the cost of one warm-up."""
+    t0 = time.monotonic()
+    base = _warmed_up(task, seed, {"max_env_steps": max_env_steps, "eval_every": eval_every,
+                                   "stop_eval_on_failure": True, "eval_trigger_streak": 10_000})
+    warm_s = time.monotonic() - t0
+    warm_out = OUT / "runs" / "warmup" / task / f"seed{seed}.json"
+    if warm_arms and not warm_out.exists():
+        probe = copy.deepcopy(base)   # evaluation moves RNGs / arbiter state: keep base untouched
+        run_warmup(task, seed, list(warm_arms), warm_out, command, sess=probe, warm_s=warm_s)
+    results = {}
+    for arm in arms:
+        out = out_dir / f"{arm}-seed{seed}.json"
+        if out.exists():
+            continue
+        ta = time.monotonic()
+        sess = copy.deepcopy(base)
+        _configure(sess, task, arm, seed)
+        log_lines = []
+        sess.log = log_lines.append
+        m = sess.run()
+        results[arm] = _online_result(sess, m, task, arm, seed, max_env_steps, command,
+                                      wall_s=time.monotonic() - ta + warm_s, warm_s=warm_s, log_lines=log_lines,
+                                      shared_warmup=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results[arm]))
+    return results
+
+
+def _online_result(sess, m, task, arm, seed, max_env_steps, command, wall_s, warm_s, log_lines, shared_warmup):
     solved = any(s == n == EVAL_EPISODES for _, s, n in m["eval_blocks"])
     final = {"success": 1.0, "successes": EVAL_EPISODES, "from": "last block (20/20)"} if solved else \
         {**_block(sess, seed), "from": "full frozen block after the budget"}
@@ -157,15 +213,14 @@ def run_online(task: str, arm: str, seed: int, max_env_steps: int, eval_every: i
     result = {"task": task, "arm": arm, "seed": seed, "command": command, "max_env_steps": max_env_steps,
               "eval_blocks": m["eval_blocks"], "eval_train_steps": m["eval_train_steps"],
               "train_steps": m["train_steps"], "env_steps": m["env_steps"], "finished_reason": m["finished_reason"],
-              "solved": solved, "final": final, "warmup_s": m["warmup_s"], "wall_s": time.monotonic() - t0,
+              "solved": solved, "final": final, "warmup_s": warm_s, "wall_s": wall_s,
+              "shared_warmup": shared_warmup,
               "mean_lambda_train": float(np.mean([e["mean_lambda"] for e in train])) if train else None,
               "train_episodes": [{k: e[k] for k in ("steps", "success", "mean_lambda", "gate_activity")} for e in train],
               "log_tail": log_lines[-5:]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result))
     blocks = ", ".join(f"{t}: {s}/{n}" for (_, s, n), t in zip(m["eval_blocks"], m["eval_train_steps"]))
     print(f"[online] {task} {arm} seed {seed}: solved={solved} final {final['successes']}/20 blocks [{blocks}] "
-          f"({result['wall_s']:.0f} s)", flush=True)
+          f"({wall_s:.0f} s)", flush=True)
     return result
 
 
@@ -173,7 +228,7 @@ def _job(args):
     kind, kw = args
     import torch
     torch.set_num_threads(1)
-    return run_warmup(**kw) if kind == "warmup" else run_online(**kw)
+    return {"warmup": run_warmup, "online": run_online, "paired": run_paired}[kind](**kw)
 
 
 def _run_jobs(jobs, workers: int):
@@ -293,13 +348,15 @@ def plot(tasks: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("phase", choices=("warmup", "online", "summarize"))
+    ap.add_argument("phase", choices=("warmup", "online", "paired", "summarize"),
+                    help="paired: one warm-up per (task, seed), every arm online from a copy of it")
     ap.add_argument("--tasks", nargs="+", default=["pick_place_stagnation"])
     ap.add_argument("--arms", nargs="+", default=list(ARMS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--max-env-steps", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--warm-arms", nargs="*", default=[], help="paired: also the warm-up-only blocks of these arms")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.arms) - set(ARMS))
     if unknown:
@@ -315,6 +372,14 @@ def main(argv=None) -> int:
                 out = OUT / "runs" / "warmup" / task / f"seed{seed}.json"
                 if not out.exists():
                     jobs.append(("warmup", dict(task=task, seed=seed, arms=args.arms, out=out, command=command)))
+                continue
+            if args.phase == "paired":
+                out_dir = OUT / "runs" / "online" / task
+                todo = [a for a in args.arms if not (out_dir / f"{a}-seed{seed}.json").exists()]
+                if todo:
+                    jobs.append(("paired", dict(task=task, seed=seed, arms=todo, max_env_steps=args.max_env_steps,
+                                                eval_every=args.eval_every, out_dir=out_dir, command=command,
+                                                warm_arms=tuple(args.warm_arms))))
                 continue
             for arm in args.arms:
                 out = OUT / "runs" / "online" / task / f"{arm}-seed{seed}.json"

@@ -27,7 +27,8 @@ def test_session_runs_demos_warmup_train_and_eval():
     zone = poses[seen, 1, :3]   # a fixed zone seen through +-3 mm of tracker noise, in the task's range
     assert seen.any() and np.ptp(zone, axis=0).max() <= 0.006 + 1e-6
     assert 0.39 <= zone[:, 0].min() and zone[:, 0].max() <= 0.63 and np.abs(zone[:, 1]).max() <= 0.23
-    assert len(online) == sum(k != "demo" for k in kinds) and not any(ep.intervention.any() for ep in online)
+    # Frozen-policy evaluation: evaluation episodes never enter the replay.
+    assert len(online) == sum(k == "train" for k in kinds) and not any(ep.intervention.any() for ep in online)
     assert all(0.0 <= e["mean_lambda"] <= 1.0 for e in result["episodes"])
     assert result["train_steps"] + sum(e["steps"] for e in result["episodes"] if e["kind"] == "eval") \
         == result["env_steps"]
@@ -41,3 +42,15 @@ def test_base_only_never_learns_and_applies_no_residual():
         np.testing.assert_array_equal(ep.lambda_, 0.0)
         np.testing.assert_array_equal(ep.residual, 0.0)
     assert all(e["mean_lambda"] == 0.0 for e in result["episodes"] if e["kind"] != "demo")
+
+
+def test_evaluation_is_frozen_and_a_schedule_sets_lambda():
+    cfg = InProcessConfig(mode="static", seed=3, schedule={"kind": "progressive", "H_sched": 10 ** 6}, **TINY)
+    s = InProcessSession(cfg, log=lambda line: None)
+    s.run()
+    before = s.learner.num_updates
+    rec = s.run_episode("eval", 1_000_000)
+    assert s.learner.num_updates == before                       # no learning inside an evaluation
+    assert rec.mean_lambda == 1.0                                # evaluation applies the residual in full
+    train = s.run_episode("train", 123)
+    assert train.mean_lambda < 0.05                              # p = t / 1e6: almost never in training
