@@ -63,12 +63,16 @@ ARMS = {
 SAME_AS_STATIC1_AT_WARMUP = ("policy-decorator", "resfit")
 
 
+# Session / learner overrides for every run ({}: config/sim_vgm.yaml; the smoke test shrinks them).
+BASE_OVERRIDES: dict = {"session": {}, "learner": {}}
+
+
 def _cfg(task: str, arm: str, seed: int, **extra):
     from resrl.sim.inprocess import InProcessConfig
     spec = copy.deepcopy(ARMS[arm])
     kw = {"task": task, "seed": seed, "mode": spec.pop("mode")}
     for section in ("vgm", "learner", "algo", "schedule", "session"):
-        kw[section] = {**spec.pop(section, {}), **extra.pop(section, {})}
+        kw[section] = {**BASE_OVERRIDES.get(section, {}), **spec.pop(section, {}), **extra.pop(section, {})}
     assert not spec, spec
     return InProcessConfig(**kw, **extra)
 
@@ -163,7 +167,7 @@ def _configure(sess, task: str, arm: str, seed: int) -> None:
     from resrl.arbiter.vgm import VGMArbiter, VGMConfig
     from resrl.sim.inprocess import _defaults_from_sim_yaml
     cfg = _cfg(task, arm, seed)
-    if cfg.learner or cfg.algo:
+    if ARMS[arm].get("learner") or ARMS[arm].get("algo"):
         raise ValueError(f"arm {arm} changes the learner: it needs its own session (suite.py online)")
     yaml_vgm = {k.split(".", 1)[1]: v for k, v in _defaults_from_sim_yaml()["vgm_arbiter"].items()
                 if k.startswith("vgm.")}
@@ -171,6 +175,18 @@ def _configure(sess, task: str, arm: str, seed: int) -> None:
     sess.vgm = VGMArbiter(VGMConfig(**{**yaml_vgm, **cfg.vgm, "mode": cfg.mode}))
     sess.schedule = build_schedule(cfg.schedule, seed + 13)
     sess.train_enabled = cfg.mode != "base_only"
+
+
+def _fork(sess):
+    """Deep copy of a session; the replay buffers' locks cannot be copied, each copy gets new ones."""
+    import threading
+    lock_type = type(threading.Lock())
+    memo = {}
+    for buf in (sess.online, sess.offline):
+        for value in vars(buf).values():
+            if isinstance(value, lock_type) or type(value).__name__ in ("RLock", "Condition"):
+                memo[id(value)] = type(value)() if not isinstance(value, lock_type) else threading.Lock()
+    return copy.deepcopy(sess, memo)
 
 
 def run_paired(task: str, seed: int, arms: list, max_env_steps: int, eval_every: int, out_dir: Path,
@@ -184,7 +200,7 @@ def run_paired(task: str, seed: int, arms: list, max_env_steps: int, eval_every:
     warm_s = time.monotonic() - t0
     warm_out = OUT / "runs" / "warmup" / task / f"seed{seed}.json"
     if warm_arms and not warm_out.exists():
-        probe = copy.deepcopy(base)   # evaluation moves RNGs / arbiter state: keep base untouched
+        probe = _fork(base)   # evaluation moves RNGs / arbiter state: keep base untouched
         run_warmup(task, seed, list(warm_arms), warm_out, command, sess=probe, warm_s=warm_s)
     results = {}
     for arm in arms:
@@ -192,7 +208,7 @@ def run_paired(task: str, seed: int, arms: list, max_env_steps: int, eval_every:
         if out.exists():
             continue
         ta = time.monotonic()
-        sess = copy.deepcopy(base)
+        sess = _fork(base)
         _configure(sess, task, arm, seed)
         log_lines = []
         sess.log = log_lines.append
