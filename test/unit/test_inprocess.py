@@ -43,3 +43,15 @@ def test_base_only_never_learns_and_applies_no_residual():
         np.testing.assert_array_equal(ep.lambda_, 0.0)
         np.testing.assert_array_equal(ep.residual, 0.0)
     assert all(e["mean_lambda"] == 0.0 for e in result["episodes"] if e["kind"] != "demo")
+
+
+def test_evaluation_is_frozen_and_a_schedule_sets_lambda():
+    cfg = InProcessConfig(mode="static", seed=3, schedule={"kind": "progressive", "H_sched": 10 ** 6}, **TINY)
+    s = InProcessSession(cfg, log=lambda line: None)
+    s.run()
+    before = s.learner.num_updates
+    rec = s.run_episode("eval", 1_000_000)
+    assert s.learner.num_updates == before                       # no learning inside an evaluation
+    assert rec.mean_lambda == 1.0                                # evaluation applies the residual in full
+    train = s.run_episode("train", 123)
+    assert train.mean_lambda < 0.05                              # p = t / 1e6: almost never in training

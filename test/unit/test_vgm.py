@@ -14,7 +14,7 @@ ZERO_Q = np.zeros(2)  # A = 0: the greedy gate stays shut
 def only(gate: str, **kw) -> VGMArbiter:
     """Arbiter with a single gate switched on, so lambda shows that gate alone."""
     flags = {f"use_{g}": g == gate for g in ("greedy", "regress", "escape")}
-    return VGMArbiter(VGMConfig(**{**flags, **kw}))
+    return VGMArbiter(VGMConfig.paper(**{**flags, **kw}))
 
 
 def feed(arb: VGMArbiter, values, q_combined=ZERO_Q, q_base=ZERO_Q) -> list[GateReport]:
@@ -60,7 +60,7 @@ def test_greedy_value_baseline_compares_the_residual_action_with_v():
     assert arb.step(q_res, q_base, None).g_greedy == 0.0             # no V: no evidence
     assert only("greedy", eps_A=0.0, kappa=0.0).step(q_res, q_base, 0.5).g_greedy == 0.0   # "base"
     with pytest.raises(ValueError, match="greedy_baseline"):
-        VGMConfig(greedy_baseline="median")
+        VGMConfig.paper(greedy_baseline="median")
 
 
 def test_greedy_hold_keeps_the_gate_open_for_n_steps_after_it_fired():
@@ -74,7 +74,7 @@ def test_greedy_hold_keeps_the_gate_open_for_n_steps_after_it_fired():
     plain = only("greedy", eps_A=0.0, kappa=0.0)   # default 0: the paper's instantaneous gate
     assert [plain.step(q, q_base, 0.5).g_greedy for q in (up, down)] == [1.0, 0.0]
     with pytest.raises(ValueError, match="greedy_hold_steps"):
-        VGMConfig(greedy_hold_steps=-1)
+        VGMConfig.paper(greedy_hold_steps=-1)
 
 
 # --- regress gate ------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_reset_clears_latch_and_history():
 
 
 def test_done_step_cannot_latch_and_ends_the_episode():
-    arb = VGMArbiter(VGMConfig(W_e=4, W_r=5))
+    arb = VGMArbiter(VGMConfig.paper(W_e=4, W_r=5))
     feed(arb, [0.9] + [0.3] * 3)
     r = arb.step(ZERO_Q, ZERO_Q, 0.3, done=True)       # would be stagnation without done
     assert r.g_escape == 0.0 and not r.escape_latched
@@ -164,7 +164,7 @@ def firing_all(arb: VGMArbiter) -> GateReport:
 
 
 def test_lambda_is_clipped_to_lambda_max():
-    r = firing_all(VGMArbiter(VGMConfig(lambda_max=0.7)))
+    r = firing_all(VGMArbiter(VGMConfig.paper(lambda_max=0.7)))
     assert (r.g_greedy, r.g_regress, r.g_escape) == (1.0, 1.0, 1.0)
     assert r.lambda_raw == pytest.approx(3.0)
     assert r.lambda_value == pytest.approx(0.7)
@@ -178,28 +178,28 @@ def test_negative_weighted_sum_is_clipped_to_zero():
 
 
 def test_weights_scale_each_gate():
-    r = firing_all(VGMArbiter(VGMConfig(alpha=0.1, beta=0.2, gamma=0.3)))
+    r = firing_all(VGMArbiter(VGMConfig.paper(alpha=0.1, beta=0.2, gamma=0.3)))
     assert r.lambda_value == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("gate", ["greedy", "regress", "escape"])
 def test_switched_off_gate_contributes_exactly_zero(gate):
     flags = {f"use_{g}": g != gate for g in ("greedy", "regress", "escape")}
-    r = firing_all(VGMArbiter(VGMConfig(alpha=0.1, beta=0.2, gamma=0.4, **flags)))
+    r = firing_all(VGMArbiter(VGMConfig.paper(alpha=0.1, beta=0.2, gamma=0.4, **flags)))
     assert getattr(r, f"g_{gate}") == 0.0
     expected = {"greedy": 0.6, "regress": 0.5, "escape": 0.3}[gate]
     assert r.lambda_value == pytest.approx(expected)
 
 
 def test_all_gates_off_gives_zero_lambda():
-    r = firing_all(VGMArbiter(VGMConfig(use_greedy=False, use_regress=False, use_escape=False)))
+    r = firing_all(VGMArbiter(VGMConfig.paper(use_greedy=False, use_regress=False, use_escape=False)))
     assert r.lambda_value == 0.0 and not r.escape_latched
 
 
 # --- modes -------------------------------------------------------------------------------------
 
 def test_static_mode_ignores_gates():
-    arb = VGMArbiter(VGMConfig(mode="static", lambda_static=0.5))
+    arb = VGMArbiter(VGMConfig.paper(mode="static", lambda_static=0.5))
     assert firing_all(arb).lambda_value == 0.5
     assert arb.step(ZERO_Q, ZERO_Q, 0.8).lambda_value == 0.5   # nothing firing: still static
     assert arb.set_mode("static", lambda_static=0.3) == "static"
@@ -210,7 +210,7 @@ def test_static_mode_ignores_gates():
 
 @pytest.mark.parametrize("mode, expected", [("base_only", 0.0), ("residual_only", 1.0), ("vgm", 0.7)])
 def test_fixed_modes_and_vgm(mode, expected):
-    arb = VGMArbiter(VGMConfig(lambda_max=0.7))
+    arb = VGMArbiter(VGMConfig.paper(lambda_max=0.7))
     arb.set_mode(mode)
     assert firing_all(arb).lambda_value == expected
 
@@ -223,7 +223,7 @@ def test_invalid_mode_lists_the_valid_ones():
     with pytest.raises(ValueError):
         arb.set_mode("static", lambda_static=-0.1)
     with pytest.raises(ValueError, match="valid modes"):
-        VGMConfig(mode="bogus")
+        VGMConfig.paper(mode="bogus")
 
 
 # --- per-group lambda --------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_group_caps_never_exceed_global_lambda_max():
 
 def test_unknown_group_name_is_rejected():
     with pytest.raises(ValueError, match="unknown groups"):
-        VGMConfig(group_weights={"translaton": 1.0})
+        VGMConfig.paper(group_weights={"translaton": 1.0})
 
 
 def test_scalar_lambda_still_reports_seven_dims():
@@ -286,7 +286,7 @@ def test_non_finite_q_means_no_greedy_evidence(bad):
 
 
 def test_non_finite_value_skips_history_and_never_reaches_lambda():
-    arb = VGMArbiter(VGMConfig(W_r=5, W_e=4, delta_r=0.05))
+    arb = VGMArbiter(VGMConfig.paper(W_r=5, W_e=4, delta_r=0.05))
     feed(arb, [0.6] * 5)
     assert arb.step(ZERO_Q, ZERO_Q, 0.6).escape_latched
     r = arb.step(np.array([np.nan, 1.0]), ZERO_Q, float("nan"))
@@ -323,4 +323,4 @@ def test_config_rejects_bad_constants():
     for bad in ({"delta_r": 0.0}, {"W_e": 0}, {"W_r": 2.5}, {"lambda_max": -1.0},
                 {"max_lambda_rate": -0.1}, {"alpha": math.nan}):
         with pytest.raises(ValueError):
-            VGMConfig(**bad)
+            VGMConfig.paper(**bad)

@@ -16,6 +16,21 @@ ensemble member ``i``, and ``value = V(s_t)``. The three gates look at different
   latched until progress exceeds ``eta_e`` again or the episode ends.
 
 Defaults assume a sparse 0/1 success reward with discount ~0.99, so V lies in [0, 1].
+
+Options beyond the paper (issue 15; each measured in BENCHMARKS.md, "Suite"). ``VGMConfig.paper()``
+switches all of them off and is exactly the gate above:
+
+* do no harm (``lambda_prior``): lambda starts from the authority the warm-up gave the residual
+  instead of 0, and the greedy gate is signed -- it opens (+1) where the ensemble is confident the
+  residual helps and closes (-1) where it is confident it hurts, ``mean(A) + kappa * std(A) <
+  -eps_A``. A critic that cannot tell leaves lambda at the prior.
+  ``lambda_raw = prior + alpha * (g_greedy - g_harm) + beta * g_regress + gamma * g_escape``.
+* calibrated inputs (``clip_values``, ``value_min``/``value_max``): Q and V are clipped into the
+  range the reward and discount allow before any gate reads them, and ``critic_noise`` is a floor
+  below which a change is not evidence (greedy margin, regress drop, escape progress).
+* smooth authority (``max_lambda_rate``): lambda moves at most this much per step; after a reset
+  it starts from the prior.
+* greedy horizon (``greedy_hold_steps``): a fired greedy decision holds for N steps.
 """
 from __future__ import annotations
 
@@ -52,10 +67,11 @@ class VGMConfig:
     # What the residual action must beat: "base" -- Q(s, a_VLA), the VLA's own action; "value" --
     # V(s), the value of what the arbiter has been doing (A = Q(s, a) - V(s), the usual advantage).
     greedy_baseline: str = "base"
-    # Steps the greedy gate stays open after it fired (0: instantaneous, the paper's gate). A
-    # one-step advantage is ~0 when later steps could still correct; holding the gate turns it
-    # into "commit to the residual for a while" (Table I analysis, BENCHMARKS.md).
-    greedy_hold_steps: int = 0
+    # Steps the greedy gate stays open (or, with lambda_prior, closed) after it fired (0:
+    # instantaneous, the paper's gate). A one-step advantage is ~0 when later steps could still
+    # correct; holding the gate turns it into "commit to the residual for a while" (Table I
+    # analysis, BENCHMARKS.md: 5 steps solved 5/5 seeds vs 4/5 without).
+    greedy_hold_steps: int = 5
     # Regress gate: look-back window (steps) for the recent peak of V, and the drop from that peak
     # that opens the gate fully (5% of the [0, 1] value range).
     W_r: int = 5
@@ -66,8 +82,23 @@ class VGMConfig:
     eta_e: float = 0.01
     # Lambda used in "static" mode (the static-residual baseline).
     lambda_static: float = 0.5
-    # Largest change of lambda per step in "vgm" mode; None or 0 disables the limit.
-    max_lambda_rate: Optional[float] = None
+    # Largest change of lambda per step in "vgm" mode; None or 0 disables the limit. 0.25: a 0->1
+    # flip takes 4 steps, so the commanded target moves by at most a quarter of the residual
+    # (<= 0.25 * |xi_translation| ~ 1.3 cm at xi = 3 cm per axis) from one step to the next.
+    max_lambda_rate: Optional[float] = 0.25
+    # Do no harm: lambda where the gates have no evidence (the warm-up trains the residual at full
+    # authority, so 1.0 keeps the authority where the warm-up put it); > 0 also makes the greedy
+    # gate signed (it can take authority away). 0: the paper's gate (no evidence -> lambda 0).
+    lambda_prior: float = 1.0
+    # Calibrated critic inputs: clip Q and V into [value_min, value_max] (a terminal 0/1 success
+    # reward bounds every return to [0, 1]) before the gates read them.
+    clip_values: bool = True
+    value_min: float = 0.0
+    value_max: float = 1.0
+    # Changes below this are critic noise, not evidence: the greedy gate needs |LCB| above
+    # eps_A + critic_noise, the regress gate ignores drops up to it, and the escape gate counts a
+    # rise as progress only above eta_e + critic_noise. 0: the paper's gate.
+    critic_noise: float = 0.01
     # Gate switches for ablations; a switched-off gate contributes exactly 0.
     use_greedy: bool = True
     use_regress: bool = True
@@ -80,7 +111,7 @@ class VGMConfig:
 
     def __post_init__(self) -> None:
         _check_mode(self.mode)
-        for name in ("alpha", "beta", "gamma", "eps_A", "delta_r", "eta_e"):
+        for name in ("alpha", "beta", "gamma", "eps_A", "delta_r", "eta_e", "value_min", "value_max"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"VGMConfig.{name} must be finite")
         if not self.lambda_max >= 0.0:
@@ -99,6 +130,12 @@ class VGMConfig:
         _check_lambda_static(self.lambda_static)
         if self.max_lambda_rate is not None and not self.max_lambda_rate >= 0.0:
             raise ValueError("VGMConfig.max_lambda_rate must be >= 0 or None")
+        if not (math.isfinite(self.lambda_prior) and 0.0 <= self.lambda_prior <= self.lambda_max):
+            raise ValueError("VGMConfig.lambda_prior must be in [0, lambda_max]")
+        if not self.value_max > self.value_min:
+            raise ValueError("VGMConfig.value_max must be > value_min")
+        if not (math.isfinite(self.critic_noise) and self.critic_noise >= 0.0):
+            raise ValueError("VGMConfig.critic_noise must be finite and >= 0")
         # Missing groups default to 1; an unknown group name is a typo and must not be ignored.
         for name in ("group_weights", "group_lambda_max"):
             given = dict(getattr(self, name))
@@ -109,6 +146,12 @@ class VGMConfig:
             if not all(math.isfinite(v) and v >= 0.0 for v in merged.values()):
                 raise ValueError(f"VGMConfig.{name}: values must be finite and >= 0, got {merged}")
             setattr(self, name, merged)
+
+    @classmethod
+    def paper(cls, **overrides) -> "VGMConfig":
+        """The gate exactly as the VGM paper defines it: every resrl option off."""
+        return cls(**{"greedy_hold_steps": 0, "max_lambda_rate": None, "lambda_prior": 0.0,
+                      "clip_values": False, "critic_noise": 0.0, **overrides})
 
 
 @dataclass
@@ -125,7 +168,8 @@ class GateReport:
     value_window_max: float     # max V over the last W_r steps and now
     value_drop: float           # value_window_max - value (>= 0)
     value_progress: float       # V(s_t) - V(s_{t-W_e}); 0 without W_e steps of history
-    g_greedy: float
+    g_greedy: float             # 1: confident the residual helps (incl. hold); 0 otherwise
+    g_harm: float               # 1: confident it hurts (signed greedy, lambda_prior > 0 only)
     g_regress: float
     g_escape: float
     escape_latched: bool
@@ -134,6 +178,7 @@ class GateReport:
     lambda_max: float
     lambda_per_dim: np.ndarray  # (ACTION_DIM,) lambda applied to each action dimension
     rate_limited: bool          # max_lambda_rate changed lambda this step
+    lambda_delta: float = 0.0   # max over dims of |lambda_t - lambda_{t-1}| (authority jump this step)
 
 
 def _check_mode(mode: str) -> None:
@@ -163,15 +208,18 @@ class VGMArbiter:
         # One V per valid step of this episode, newest last; long enough for both windows.
         self._values: deque[float] = deque(maxlen=max(self.config.W_r, self.config.W_e) + 1)
         self._latched = False
-        self._greedy_hold = 0         # steps the greedy gate stays open (greedy_hold_steps)
-        # Lambda applied last step, per group; the rate limit ramps from 0 after a reset.
-        self._prev_group_lambda = np.zeros(len(ACTION_GROUPS))
+        self._greedy_hold = 0         # steps the greedy decision holds (greedy_hold_steps)
+        self._greedy_sign = 0.0       # +1 help / -1 harm: what the hold repeats
+        self.reset()
 
     def reset(self) -> None:
         self._values.clear()
         self._latched = False
         self._greedy_hold = 0
-        self._prev_group_lambda = np.zeros(len(ACTION_GROUPS))
+        self._greedy_sign = 0.0
+        # Lambda applied last step, per group; after a reset the rate limit ramps from the prior.
+        self._prev_group_lambda = np.minimum(self.config.lambda_prior, self._group_caps())
+        self._prev_applied: Optional[np.ndarray] = None   # for lambda_delta (None: first step)
 
     def set_mode(self, mode: str, lambda_static: float | None = None) -> str:
         """Switch mode at runtime (None keeps lambda_static); returns the previous mode."""
@@ -196,26 +244,35 @@ class VGMArbiter:
         qc, qb = _finite_vector(q_combined), _finite_vector(q_base)
         if qc is not None and qb is not None and qc.shape != qb.shape:
             raise ValueError(f"q_combined {qc.shape} and q_base {qb.shape} must have the same ensemble size")
+        v_in = _finite_vector(value)
+        if cfg.clip_values:   # calibrated inputs: no return outside what the reward allows
+            qc = None if qc is None else np.clip(qc, cfg.value_min, cfg.value_max)
+            qb = None if qb is None else np.clip(qb, cfg.value_min, cfg.value_max)
+            v_in = None if v_in is None else np.clip(v_in, cfg.value_min, cfg.value_max)
         adv_mean = adv_std = adv_lcb = 0.0
-        g_greedy = 0.0
+        sign = 0.0
         baseline = qb
         if cfg.greedy_baseline == "value":   # V(s) as the baseline of every head; no V, no evidence
-            v_now = _finite_vector(value)
-            baseline = None if v_now is None or qc is None else np.full_like(qc, v_now[0])
+            baseline = None if v_in is None or qc is None else np.full_like(qc, v_in[0])
         if qc is None or baseline is None:
             issues.append("Q missing or non-finite")
         else:
             adv = qc - baseline
             adv_mean, adv_std = float(adv.mean()), float(adv.std())
             adv_lcb = adv_mean - cfg.kappa * adv_std
-            g_greedy = 1.0 if cfg.use_greedy and adv_lcb > cfg.eps_A else 0.0
-        if g_greedy > 0.0:
-            self._greedy_hold = cfg.greedy_hold_steps
+            margin = cfg.eps_A + cfg.critic_noise
+            if cfg.use_greedy and adv_lcb > margin:
+                sign = 1.0
+            elif cfg.use_greedy and cfg.lambda_prior > 0.0 and adv_mean + cfg.kappa * adv_std < -margin:
+                sign = -1.0   # signed gate: confident the residual hurts
+        if sign != 0.0:
+            self._greedy_hold, self._greedy_sign = cfg.greedy_hold_steps, sign
         elif cfg.use_greedy and self._greedy_hold > 0:
             self._greedy_hold -= 1
-            g_greedy = 1.0
+            sign = self._greedy_sign
+        g_greedy, g_harm = float(sign > 0.0), float(sign < 0.0)
 
-        v = float(value) if value is not None else math.nan
+        v = float(v_in[0]) if v_in is not None else math.nan
         window_max = drop = progress = 0.0
         g_regress = g_escape = 0.0
         if not math.isfinite(v):
@@ -227,19 +284,21 @@ class VGMArbiter:
             window_max = max(history[-(cfg.W_r + 1):])
             drop = window_max - v
             if cfg.use_regress:
-                g_regress = min(max(drop / cfg.delta_r, 0.0), 1.0)
+                g_regress = min(max((drop - cfg.critic_noise) / cfg.delta_r, 0.0), 1.0)
             has_lag = len(history) > cfg.W_e
             if has_lag:
                 progress = v - history[-(cfg.W_e + 1)]
+            eta = cfg.eta_e + cfg.critic_noise
             if not cfg.use_escape or done:
                 self._latched = False
-            elif has_lag and progress < cfg.eta_e:
+            elif has_lag and progress < eta:
                 self._latched = True
-            elif has_lag and progress > cfg.eta_e:
+            elif has_lag and progress > eta:
                 self._latched = False
             g_escape = 1.0 if self._latched else 0.0
 
-        lambda_raw = cfg.alpha * g_greedy + cfg.beta * g_regress + cfg.gamma * g_escape
+        lambda_raw = (cfg.lambda_prior + cfg.alpha * (g_greedy - g_harm) + cfg.beta * g_regress
+                      + cfg.gamma * g_escape)
         group_lambda, rate_limited = self._group_lambda(lambda_raw)
         self._prev_group_lambda = group_lambda
 
@@ -249,6 +308,8 @@ class VGMArbiter:
         per_dim = np.zeros(ACTION_DIM, dtype=np.float32)
         for lam, sl in zip(group_lambda, ACTION_GROUPS.values()):
             per_dim[sl] = lam
+        lambda_delta = 0.0 if self._prev_applied is None else float(np.max(np.abs(per_dim - self._prev_applied)))
+        self._prev_applied = per_dim.copy()
         report = GateReport(
             mode=self.mode,
             critic_valid=not issues,
@@ -261,6 +322,7 @@ class VGMArbiter:
             value_drop=drop,
             value_progress=progress,
             g_greedy=g_greedy,
+            g_harm=g_harm,
             g_regress=g_regress,
             g_escape=g_escape,
             escape_latched=self._latched,
@@ -269,6 +331,7 @@ class VGMArbiter:
             lambda_max=cfg.lambda_max,
             lambda_per_dim=per_dim,
             rate_limited=rate_limited,
+            lambda_delta=lambda_delta,
         )
         if done:
             self.reset()
@@ -286,11 +349,8 @@ class VGMArbiter:
         if self.mode == "static":
             return np.full(n, self.lambda_static), False
 
-        if cfg.per_group:
-            weights = np.array([cfg.group_weights[g] for g in ACTION_GROUPS])
-            caps = np.minimum(cfg.lambda_max, [cfg.group_lambda_max[g] for g in ACTION_GROUPS])
-        else:
-            weights, caps = np.ones(n), np.full(n, cfg.lambda_max)
+        weights = np.array([cfg.group_weights[g] for g in ACTION_GROUPS]) if cfg.per_group else np.ones(n)
+        caps = self._group_caps()
         target = np.clip(weights * lambda_raw, 0.0, caps)
         if not cfg.max_lambda_rate:
             return target, False
@@ -298,6 +358,22 @@ class VGMArbiter:
         # Re-clip: after a switch from residual_only the previous lambda may exceed the caps.
         limited = np.clip(self._prev_group_lambda + step, 0.0, caps)
         return limited, bool(np.any(limited != target))
+
+
+    def _group_caps(self) -> np.ndarray:
+        cfg = self.config
+        if cfg.per_group:
+            return np.minimum(cfg.lambda_max, [cfg.group_lambda_max[g] for g in ACTION_GROUPS])
+        return np.full(len(ACTION_GROUPS), cfg.lambda_max)
+
+
+def target_jump_m(lambda_delta_per_dim, a_res) -> float:
+    """How far (m) a change of lambda alone moves the commanded TCP target this step:
+    ``|delta_lambda[:3] * a_res[:3]|`` -- what a real arm sees when the authority flips."""
+    if a_res is None:
+        return 0.0
+    d = np.asarray(lambda_delta_per_dim, np.float64).reshape(-1)[:3] * np.asarray(a_res, np.float64).reshape(-1)[:3]
+    return float(np.linalg.norm(d))
 
 
 def compose(a_vla, a_res, report: GateReport) -> np.ndarray:

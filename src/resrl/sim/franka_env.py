@@ -53,7 +53,22 @@ def _check_gl_backend() -> None:
         os.environ["PYOPENGL_PLATFORM"] = "egl"
 
 
+def _preload_triton() -> None:
+    """torch's CUDA wheels ship triton; ``import triton`` after ``import mujoco`` (4.x) segfaults
+    in libtriton (measured 2026-12-01: ``python -c "import mujoco, triton"`` -> SIGSEGV, the reverse
+    order works), and torch imports triton lazily (torchvision.ops -> torch._dynamo). Load it first."""
+    import importlib.util
+    import sys
+
+    if "mujoco" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        try:
+            import triton  # noqa: F401
+        except Exception:   # a broken triton is torch's problem, not the simulator's
+            pass
+
+
 _check_gl_backend()
+_preload_triton()
 
 try:
     # torch 2.14's triton (imported by torchvision -> torch._dynamo) bundles an LLVM that segfaults
@@ -123,6 +138,15 @@ class SimConfig:
     target_x_range: Tuple[float, float] = (0.40, 0.62)
     target_y_range: Tuple[float, float] = (-0.22, 0.22)
     min_object_target_distance: float = 0.15
+    # Per-episode physical randomisation (task variants; None: the fixed cube_mass / object_friction).
+    cube_mass_range: Optional[Tuple[float, float]] = None       # kg, uniform per episode
+    object_friction_range: Optional[Tuple[float, float]] = None  # sliding friction, uniform per episode
+    # Pocket around the target zone (intent-misalignment variant; None: no pocket): four low walls
+    # whose inner faces leave this clearance (m) around a cube of any yaw (inner half-width =
+    # cube_half_size * sqrt(2) + clearance). A cube lowered further off the zone centre lands on
+    # a wall: not resting on the table, not a success.
+    pocket_clearance: Optional[float] = None
+    pocket_wall_height: float = 0.012  # below the finger pads of a released cube (only the cube hits it)
     # Success.
     zone_radius: float = 0.02  # pick_place: cube centre within this xy distance of the zone centre
     lift_height: float = 0.05  # pick_lift: cube bottom this far above the table while grasped
@@ -143,6 +167,14 @@ class SimConfig:
             raise ValueError("image size must be >= 8 px")
         if self.camera not in ("front", "shoulder", "side"):
             raise ValueError(f"unknown camera {self.camera!r}")
+        for name in ("cube_mass_range", "object_friction_range"):
+            rng = getattr(self, name)
+            if rng is not None and not (len(rng) == 2 and 0.0 < rng[0] <= rng[1]):
+                raise ValueError(f"SimConfig.{name} must be [low, high] with 0 < low <= high, got {rng}")
+        if self.pocket_clearance is not None and not self.pocket_clearance > 0.0:
+            raise ValueError("SimConfig.pocket_clearance must be > 0 (m) or None")
+        if not 0.0 < self.pocket_wall_height < 2.0 * self.cube_half_size:
+            raise ValueError("SimConfig.pocket_wall_height must be in (0, cube height)")
 
     @property
     def episode_steps(self) -> int:
@@ -159,6 +191,15 @@ class SimConfig:
 
 def wrap_angle(a: float) -> float:
     return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def _pocket_geometry(cfg: SimConfig) -> Dict[str, str]:
+    """Template values of the pocket walls (franka_table.xml); disabled: collision-free."""
+    wall_half = 0.005
+    inner = cfg.cube_half_size * math.sqrt(2.0) + (cfg.pocket_clearance or 0.0)
+    return {"pocket_wall_half": repr(wall_half), "pocket_half_outer": repr(inner + 2.0 * wall_half),
+            "pocket_wall_h": repr(cfg.pocket_wall_height / 2.0), "pocket_wall_c": repr(inner + wall_half),
+            "pocket_conaffinity": "1" if cfg.pocket_clearance is not None else "0"}
 
 
 # ----------------------------------------------------------------------------- success
@@ -220,6 +261,9 @@ class FrankaTableEnv:
         )
         self._table_geom = m.geom("table").id
         self._target_mocap = m.body_mocapid[m.body("target").id]
+        self._pocket_mocap = m.body_mocapid[m.body("pocket").id]
+        self._cube_mass0 = float(m.body_mass[self._cube_body])
+        self._cube_inertia0 = m.body_inertia[self._cube_body].copy()
         self._grip_act = m.actuator("act_gripper").id
         self._cam = m.camera(cfg.camera).id
         self._ws_low = np.asarray(cfg.workspace_low, dtype=np.float64)
@@ -261,6 +305,7 @@ class FrankaTableEnv:
             cube_mass=repr(cfg.cube_mass),
             zone_vis_radius=repr(cfg.zone_radius + cfg.cube_half_size),
             zone_rim_radius=repr(cfg.zone_radius + cfg.cube_half_size + 0.006),
+            **_pocket_geometry(cfg),
         )
         return mujoco.MjModel.from_xml_string(text)
 
@@ -348,6 +393,13 @@ class FrankaTableEnv:
         else:
             tz = 0.0
         self._target_pose = np.array([tx, ty, tz, 0.0, 0.0, 0.0, 1.0])
+        # Drawn after the poses, so tasks without randomisation keep their start states per seed.
+        if cfg.cube_mass_range is not None:
+            mass = rng.uniform(*cfg.cube_mass_range)
+            m.body_mass[self._cube_body] = mass
+            m.body_inertia[self._cube_body] = self._cube_inertia0 * (mass / self._cube_mass0)
+        if cfg.object_friction_range is not None:
+            m.geom_friction[self._cube_geom, 0] = rng.uniform(*cfg.object_friction_range)
 
         mujoco.mj_resetData(m, d)
         d.qpos[self._arm_qadr] = self._q_home
@@ -355,6 +407,7 @@ class FrankaTableEnv:
         d.qpos[self._cube_qadr:self._cube_qadr + 3] = (ox, oy, h)
         d.qpos[self._cube_qadr + 3:self._cube_qadr + 7] = (math.cos(oyaw / 2), 0.0, 0.0, math.sin(oyaw / 2))
         d.mocap_pos[self._target_mocap] = (tx, ty, 0.0)
+        d.mocap_pos[self._pocket_mocap] = (tx, ty, 0.0) if cfg.pocket_clearance is not None else (tx, ty, -1.0)
         d.ctrl[:7] = self._q_home
         d.ctrl[self._grip_act] = 0.04
         mujoco.mj_forward(m, d)
@@ -492,6 +545,8 @@ class FrankaTableEnv:
             tp = np.asarray(target_pos, dtype=np.float64)
             self._target_pose[:3] = tp[:3]
             d.mocap_pos[self._target_mocap] = (tp[0], tp[1], 0.0)
+            if self.cfg.pocket_clearance is not None:
+                d.mocap_pos[self._pocket_mocap] = (tp[0], tp[1], 0.0)
         mujoco.mj_forward(self.model, d)
         return self._obs()
 

@@ -28,6 +28,8 @@ from resrl.algos.learner import Learner, load_configs
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
 from resrl.configs import from_dict
+from resrl.arbiter.schedules import build_schedule
+from resrl.arbiter.vgm import target_jump_m
 from resrl.control import ControlStep, session_seeds
 from resrl.models import build_critic, build_residual
 from resrl.node_config import REPO, episode_buffers, learner_overrides, load_graph, make_buffers, obs_spec
@@ -59,6 +61,9 @@ class InProcessConfig:
     exploration_noise: Optional[float] = None
     exploration_noise_clip: Optional[float] = None
     run_dir: Optional[str] = None            # replay + session state on disk; the same run_dir resumes
+    # Peer-arm lambda schedule (resrl.arbiter.schedules: Policy Decorator's progressive schedule,
+    # ResFiT's constant scale), run in static mode; {}: none. Benchmark arms only (benchmarks/suite.py).
+    schedule: Dict[str, object] = field(default_factory=dict)
     torch_threads: int = 1
 
 
@@ -117,6 +122,10 @@ class InProcessSession:
                 self.trainer.load_state(self.resume_path)
             self.plan.warmup_done = bool(data.get("warmup_done")) and self.trainer.warmup_done
             self.resumed = True
+        self.schedule = build_schedule(cfg.schedule, cfg.seed + 13)
+        if self.schedule is not None and cfg.mode != "static":
+            raise ValueError("a lambda schedule runs the arbiter in static mode (--mode static)")
+        self.gate_trace: list = []   # per step of the last episode: (lambda, g_greedy, g_harm, g_regress, g_escape, V)
         self.last_outcome = ""
         self._acting()
 
@@ -169,13 +178,21 @@ class InProcessSession:
         a_vla = self.vla.infer(raw, info)[0].astype(np.float32)
         obs = observations[0] = self._observe(raw, a_vla)
         lambdas, gates, success, steps = [], [], False, 0
+        self.gate_trace = []
+        max_dlambda = max_jump = 0.0
         for t in range(self.env.max_episode_steps):
             human = self.expert.act(raw, info).expert_action.astype(np.float32) if kind == "demo" else None
             a_res = None
             if human is None and self.cfg.mode != "base_only":
                 a_res = self._residual(obs, explore=kind == "train")
+            if self.schedule is not None:   # the peer schedule sets the static lambda of this step
+                self.control.vgm.lambda_static = self.schedule.lambda_for(self.plan.train_steps + t, kind == "train")
             d = self.control.decide(obs["state"], obs, a_vla, a_res, human)
             if human is None:
+                r = d.report
+                max_dlambda = max(max_dlambda, r.lambda_delta)
+                max_jump = max(max_jump, target_jump_m(np.full(3, r.lambda_delta), a_res))
+                self.gate_trace.append((r.lambda_value, r.g_greedy, r.g_harm, r.g_regress, r.g_escape, r.value))
                 lambdas.append(d.report.lambda_value)
                 gates.append((d.report.g_greedy, d.report.g_regress, d.report.g_escape))
             rec.add_command(command(t, t * self.period_ns, d.action, d.base, d.residual, d.lambda_per_dim,
@@ -202,6 +219,8 @@ class InProcessSession:
             self.last_outcome = ""
         g = np.asarray(gates, np.float32).reshape(-1, 3)
         activity = {n: float(g[:, i].mean()) if len(g) else 0.0 for i, n in enumerate(("greedy", "regress", "escape"))}
+        activity["max_dlambda"], activity["max_jump_mm"] = max_dlambda, 1000.0 * max_jump
+        activity["harm"] = float(np.mean([r[2] for r in self.gate_trace])) if self.gate_trace else 0.0
         return EpisodeRecord(index=len(self.plan.records), kind=kind, seed=seed, steps=steps, success=success,
                              env_steps_total=0, mean_lambda=float(np.mean(lambdas)) if lambdas else 0.0,
                              gate_activity=activity)
@@ -264,9 +283,11 @@ def main(argv=None) -> int:
     ap.add_argument("--exploration-noise", type=float, default=None)
     ap.add_argument("--run-dir", default=None, help="replay + session state on disk; the same run dir resumes")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker")
+                    help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker"
+                         " | schedule (resrl.arbiter.schedules, with --mode static)")
     args = ap.parse_args(argv)
-    over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker")}
+    over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker",
+                                                           "schedule")}
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")

@@ -63,6 +63,12 @@ class ScriptedVLAConfig:
     # Bounds every bias must respect (the residual's reach): |correction| per translation axis, yaw.
     correction_bound: float = 0.03
     rotation_bound: float = 0.3
+    # Stagnation trap (0: off): at its (short) place point the VLA lowers the cube and then holds
+    # it there, gripper closed, until the cube is within this radius (m) of the zone centre it
+    # sees -- only then does it release. The base alone hovers until the episode ends; a residual
+    # that corrects only part of the shortfall freezes there too (V stops rising: the escape
+    # gate's regime, VGM paper Sec. III).
+    stall_release_radius: float = 0.0
     # --- motion profile (shared by the VLA and the expert) ---
     grasp_height_offset: float = 0.006  # TCP z = cube centre + this at the grasp (pads on the upper cube half)
     pregrasp_height: float = 0.08  # above the grasp point
@@ -389,6 +395,10 @@ class TaskPlanner:
             dist = float(np.linalg.norm(o.ee[:2] - goal_xy))
             if dist < 0.04 and o.ee[2] < z_rel + 0.008:
                 tr.snap([goal_xy[0], goal_xy[1], z_rel], yaw)  # at the place point: release now
+                stall = c.stall_release_radius
+                if stall > 0.0 and float(np.linalg.norm(o.obj[:2] - o.target[:2])) > stall:
+                    tr.hold(c.chunk_size, 1.0)  # stagnation trap: wait, holding, until it sees the cube over the zone
+                    return
             else:
                 if dist > 0.05:  # far: carry at height first (lenient, so a corrected TCP is not "far")
                     tr.goto([goal_xy[0], goal_xy[1], max(c.carry_z, o.ee[2])], yaw, 1.0, c.approach_speed,

@@ -1,0 +1,121 @@
+"""VGM options beyond the paper (issue 15): do no harm, calibrated inputs, noise floor, smooth
+authority, greedy horizon -- each against the paper gate on constructed critic traces."""
+import numpy as np
+import pytest
+
+from resrl.arbiter import VGMArbiter, VGMConfig
+from resrl.arbiter.vgm import target_jump_m
+
+FLAT = np.zeros(2)
+
+
+def gated(**kw) -> VGMArbiter:
+    return VGMArbiter(VGMConfig(**kw))
+
+
+def test_paper_preset_switches_every_option_off():
+    cfg = VGMConfig.paper()
+    assert (cfg.lambda_prior, cfg.greedy_hold_steps, cfg.max_lambda_rate, cfg.clip_values, cfg.critic_noise) == \
+        (0.0, 0, None, False, 0.0)
+    assert VGMConfig.paper(kappa=0.5).kappa == 0.5
+
+
+def test_no_evidence_keeps_the_warmup_authority_not_zero():
+    # A flat critic (A = 0, V constant but rising slowly enough to stay below every gate).
+    paper = VGMArbiter(VGMConfig.paper(use_escape=False))
+    shipped = gated(use_escape=False)
+    for t in range(10):
+        v = 0.5 + 0.001 * t
+        assert paper.step(FLAT, FLAT, v).lambda_value == 0.0
+        assert shipped.step(FLAT, FLAT, v).lambda_value == 1.0
+
+
+def test_signed_greedy_takes_authority_away_only_when_confident():
+    arb = gated(use_regress=False, use_escape=False, kappa=1.0, eps_A=0.0, critic_noise=0.01,
+                greedy_hold_steps=0, max_lambda_rate=None)
+    r = arb.step([0.40, 0.40], [0.50, 0.50], 0.5)          # A = -0.1 on both heads: harm
+    assert (r.g_harm, r.lambda_value) == (1.0, 0.0)
+    r = arb.step([0.40, 0.60], [0.50, 0.50], 0.5)          # heads disagree: UCB = 0.1 > -0.01
+    assert (r.g_harm, r.lambda_value) == (0.0, 1.0)
+    r = arb.step([0.495, 0.495], [0.50, 0.50], 0.5)        # -0.005: below the noise floor
+    assert (r.g_harm, r.lambda_value) == (0.0, 1.0)
+
+
+def test_paper_gate_never_reports_harm():
+    arb = VGMArbiter(VGMConfig.paper(use_regress=False, use_escape=False))
+    assert arb.step([0.0, 0.0], [0.9, 0.9], 0.5).g_harm == 0.0
+
+
+def test_escape_can_overrule_harm():
+    arb = gated(use_regress=False, W_e=2, greedy_hold_steps=0, max_lambda_rate=None, kappa=0.0, eps_A=0.0)
+    reports = [arb.step([0.3, 0.3], [0.5, 0.5], 0.5) for _ in range(4)]   # harm every step, V flat
+    assert reports[0].lambda_value == 0.0 and not reports[0].escape_latched
+    assert reports[-1].escape_latched and reports[-1].lambda_value == 1.0  # 1 - 1 + 1
+
+
+def test_values_are_clipped_into_the_reward_range_before_the_gates():
+    arb = gated(use_greedy=False, use_escape=False, W_r=3, delta_r=0.05, critic_noise=0.0, lambda_prior=0.0,
+                max_lambda_rate=None)
+    # An overestimating critic: V 1.6 then 1.3. Clipped, both are 1.0: no drop, no regress.
+    assert arb.step(None, None, 1.6).value == 1.0
+    r = arb.step(None, None, 1.3)
+    assert (r.value, r.value_drop, r.g_regress) == (1.0, 0.0, 0.0)
+    paper = VGMArbiter(VGMConfig.paper(use_greedy=False, use_escape=False, W_r=3, delta_r=0.05))
+    paper.step(None, None, 1.6)
+    assert paper.step(None, None, 1.3).g_regress == 1.0
+
+
+def test_q_is_clipped_too():
+    arb = gated(use_regress=False, use_escape=False, lambda_prior=0.0, kappa=0.0, eps_A=0.0, critic_noise=0.0,
+                greedy_hold_steps=0, max_lambda_rate=None)
+    # Both Q above the range: clipped to 1 and 1 -> A = 0, no greedy.
+    assert arb.step([1.5, 1.5], [1.2, 1.2], 0.5).g_greedy == 0.0
+
+
+def test_critic_noise_floor_for_regress_and_escape():
+    arb = gated(use_greedy=False, W_r=2, delta_r=0.05, W_e=2, eta_e=0.0, critic_noise=0.02, lambda_prior=0.0,
+                max_lambda_rate=None)
+    values = (0.50, 0.49, 0.50, 0.505, 0.545)
+    r = [arb.step(None, None, v) for v in values]
+    assert r[1].g_regress == 0.0                        # drop 0.01 < noise 0.02
+    assert r[3].escape_latched                          # rise 0.015 over 2 steps is not progress
+    assert not r[4].escape_latched                      # rise 0.045 > noise: progress
+    paper = VGMArbiter(VGMConfig.paper(use_greedy=False, W_r=2, delta_r=0.05, W_e=2, eta_e=0.0))
+    p = [paper.step(None, None, v) for v in values]
+    assert p[1].g_regress == pytest.approx(0.2) and not p[3].escape_latched
+
+
+def test_rate_limit_bounds_every_step_and_reports_the_jump():
+    arb = gated(use_regress=False, use_escape=False, kappa=0.0, eps_A=0.0, lambda_prior=0.0,
+                max_lambda_rate=0.25, greedy_hold_steps=0)
+    lams, deltas = [], []
+    for adv in (0.5, 0.5, 0.5, 0.5, 0.5, -0.5, -0.5):
+        r = arb.step([adv, adv], FLAT, 0.5)
+        lams.append(r.lambda_value)
+        deltas.append(r.lambda_delta)
+    assert lams == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 0.75, 0.5])
+    assert deltas[0] == 0.0 and max(deltas) == pytest.approx(0.25)
+    assert target_jump_m(np.full(3, 0.25), [0.03, 0.0, 0.04, 0.1, 0, 0, 1]) == pytest.approx(0.0125)
+
+
+def test_rate_limited_episode_starts_at_the_prior():
+    arb = gated(use_greedy=False, use_regress=False, use_escape=False, lambda_prior=1.0, max_lambda_rate=0.25)
+    assert arb.step(FLAT, FLAT, 0.5).lambda_value == 1.0
+    arb.reset()
+    assert arb.step(FLAT, FLAT, 0.5).lambda_value == 1.0
+
+
+def test_greedy_hold_repeats_the_signed_decision():
+    arb = gated(use_regress=False, use_escape=False, kappa=0.0, eps_A=0.0, critic_noise=0.0,
+                greedy_hold_steps=2, max_lambda_rate=None)
+    first = arb.step([0.2, 0.2], [0.5, 0.5], 0.5)
+    held = [arb.step(FLAT, FLAT, 0.5) for _ in range(3)]
+    assert first.g_harm == 1.0 and [h.g_harm for h in held] == [1.0, 1.0, 0.0]
+    assert [h.lambda_value for h in held] == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("bad", [{"lambda_prior": -0.1}, {"lambda_prior": 1.5}, {"value_min": 1.0, "value_max": 0.0},
+                                 {"critic_noise": -0.01}, {"critic_noise": float("nan")}])
+def test_option_constants_are_checked(bad):
+    with pytest.raises(ValueError):
+        VGMConfig(**bad)
