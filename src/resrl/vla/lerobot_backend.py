@@ -102,7 +102,12 @@ class LeRobotBackend:
         self.torch = torch
         try:
             cfg = PreTrainedConfig.from_pretrained(path, local_files_only=True)
-            cfg.device = device
+        except Exception as exc:
+            raise VLAError(f"lerobot backend: cannot parse {path / 'config.json'} as a {kind} config "
+                           f"({type(exc).__name__}: {exc})") from exc
+        cfg.device = device
+        self.inputs = self._check_features(cfg)   # before the weights: a clear error, not a size mismatch
+        try:
             policy_class = get_policy_class(kind)
             self.policy = policy_class.from_pretrained(path, config=cfg, local_files_only=True)
         except Exception as exc:
@@ -115,7 +120,6 @@ class LeRobotBackend:
                            f"({type(exc).__name__}: {exc})") from exc
         self.policy.to(device).eval()
         self.cfg, self.kind, self.horizon, self.task, self.device = cfg, kind, int(horizon), task, device
-        self.inputs = self._check_features(cfg)
         saved = (path / "policy_preprocessor.json").is_file() and (path / "policy_postprocessor.json").is_file()
         if not saved:
             LOG.warning("lerobot backend: %s has no saved pre/post-processors; inputs and actions are "
@@ -202,17 +206,18 @@ class LeRobotBackend:
             # select_action fills; fill them the same way (first call: the observation repeated).
             from lerobot.policies.utils import populate_queues
             from lerobot.utils.constants import OBS_IMAGES
-            obs = {k: v for k, v in batch.items() if k != "action"}
             if self.cfg.image_features:
-                obs[OBS_IMAGES] = self.torch.stack([obs[k] for k in self.cfg.image_features], dim=-4)
-            self.policy._queues = populate_queues(self.policy._queues, obs)
+                batch = {**batch, OBS_IMAGES: self.torch.stack([batch[k] for k in self.cfg.image_features], dim=-4)}
+            self.policy._queues = populate_queues(self.policy._queues, batch)
         return self.policy.predict_action_chunk(batch)
 
     def infer(self, obs):
         torch = self.torch
         batch = self._batch(obs)
         with torch.inference_mode():
-            chunk = self._predict(self.pre(batch))
+            # the preprocessor's transition also carries action / reward keys: observations only
+            batch = {k: v for k, v in self.pre(batch).items() if k.startswith("observation.") or k == "task"}
+            chunk = self._predict(batch)
             if chunk.ndim == 2:
                 chunk = chunk[None]
             rows = [self.post(chunk[:, i, :]) for i in range(min(chunk.shape[1], self.horizon))]
