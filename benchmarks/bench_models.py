@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from resrl.models import ModelConfig, build_critic, build_residual, fuse_for_inference  # noqa: E402
-from resrl.models.encoders import HAS_TORCHVISION  # noqa: E402
+import torchvision  # noqa: E402
 
 IMAGE_TARGET_MS = 10.0  # at 128 px
 OBJECT_TARGET_MS = 0.5
@@ -114,7 +114,7 @@ def main() -> None:
     print(json.dumps({
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "torch": torch.__version__, "torchvision": HAS_TORCHVISION, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
         "batch": 1, "warmup": args.warmup, "iters": args.iters,
         "results": results,
         "targets": {

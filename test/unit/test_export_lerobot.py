@@ -1,8 +1,6 @@
 """LeRobotDataset export: episode selection, the v3.0 layout, and loading the data back."""
 import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,23 +101,9 @@ def test_export_layout_and_data_load_back(replay):
 
 
 @pytest.fixture
-def lerobot_dataset(monkeypatch):
-    """lerobot 0.4 (the last release for Python 3.11) imports torchvision at module level; where
-    no working torchvision is installed (PyPI's wheels for torch 2.13 are CUDA builds) the
-    ToTensor stand-in in test/stand_ins/torchvision_stand_in takes its place for this import."""
-    stand_in = Path(__file__).resolve().parents[1] / "stand_ins" / "torchvision_stand_in"
-    try:
-        import torchvision.transforms  # noqa: F401
-    except Exception:
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            monkeypatch.delitem(sys.modules, name)
-        monkeypatch.syspath_prepend(str(stand_in))
-    yield importlib.import_module("lerobot.datasets.lerobot_dataset")
-    # The stand-in must not outlive the test: transformers (the Depth-Anything-V2 tests) imports
-    # torchvision.transforms whenever the torchvision distribution is installed.
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", "") or "").startswith(str(stand_in)):
-            del sys.modules[name]
+def lerobot_dataset():
+    """lerobot's dataset module (lerobot 0.4.4, installed --no-deps; it imports torchvision)."""
+    return importlib.import_module("lerobot.datasets.lerobot_dataset")
 
 
 def test_loads_in_lerobot(replay, lerobot_dataset):

@@ -39,7 +39,7 @@ def object_obs(b: int = B, k: int = 2) -> dict:
 
 def torchvision_resnet18_state_dict() -> dict:
     """Random weights under torchvision's resnet18 key names/shapes, built independently of
-    resrl so a naming drift in the local ResNet is caught."""
+    resrl so a naming drift in the trunk is caught."""
     g = torch.Generator().manual_seed(0)
     sd = {}
 
@@ -128,6 +128,40 @@ def test_conv1_receives_pretrained_rgb_filters(tmp_path):
     torch.save(sd, path)
     with pytest.raises(ValueError, match="lacks"):
         ResNetEncoder(image_cfg(pretrained_path=str(path), encoder_stages=4))
+
+
+def test_torchvision_resnet18_state_dict_loads_into_the_6_channel_trunk(tmp_path):
+    """A state_dict saved from torchvision's own resnet18 (what a user downloads elsewhere and
+    points pretrained_path at) loads: every trunk tensor is torchvision's, conv1 gets its RGB
+    filters, and the trunk's modules are torchvision's BasicBlocks."""
+    import torchvision
+    torch.manual_seed(1)
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(net.state_dict(), path)
+    enc = ResNetEncoder(image_cfg(pretrained_path=str(path), encoder_stages=4))
+    assert isinstance(enc.backbone.layer1[0], torchvision.models.resnet.BasicBlock)
+    theirs = net.state_dict()
+    for key, value in enc.backbone.state_dict().items():
+        if key != "conv1.weight":
+            assert torch.equal(value, theirs[key]), key
+    assert torch.equal(enc.backbone.conv1.weight[:, :3].detach(), theirs["conv1.weight"])
+
+
+@pytest.mark.parametrize("stages,side,channels", [(4, 224, 512), (4, 96, 512), (3, 96, 256), (2, 32, 128)])
+def test_trunk_output_shape_matches_the_previous_encoder(stages, side, channels):
+    """The hand-written ResNet this trunk replaced gave (B, C, ceil(side / 2^(stages+1)))^2 maps
+    (7x7x512 at 224 px, the spatial kernel's shape in saved checkpoints); torchvision's must too."""
+    from resrl.models.encoders import ResNetTrunk
+    trunk = ResNetTrunk(6, stages).eval()
+    expected = side
+    for _ in range(stages + 1):
+        expected = (expected + 1) // 2
+    with torch.no_grad():
+        out = trunk(torch.randn(1, 6, side, side))
+    assert out.shape == (1, channels, expected, expected)
+    assert trunk.output_side(side) == expected and trunk.out_channels == channels
+    assert trunk.conv1.weight.shape == (64, 6, 7, 7)
 
 
 def test_preprocess_builds_normalised_rgb_depth_and_coord_grids():

@@ -1,5 +1,5 @@
-"""Observation encoders: the VGM image encoder (6-channel ResNet-18 + spatial learned
-embeddings) and the small MLP builder shared by the policy and critic heads.
+"""Observation encoders: the VGM image encoder (torchvision's ResNet-18 with a 6-channel first conv,
+spatial learned embeddings) and the small MLP builder shared by the policy and critic heads.
 
 Image encoder input is the raw observation (uint8 RGB, uint8 relative depth); normalisation
 and the CoordConv grids are built here so every caller feeds the same thing.
@@ -18,12 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from resrl.actions import ACTION_DIM, STATE_DIM
 from resrl.models.config import ModelConfig
 
-try:
-    import torchvision
-
-    HAS_TORCHVISION = True
-except ImportError:  # torchvision is optional (5.5 GB); the local ResNet has identical names
-    HAS_TORCHVISION = False
+import torchvision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,58 +43,21 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool) -> n
     return nn.Sequential(*layers)
 
 
-# ---------------------------------------------------------------------------------------------
-# ResNet-18 (torchvision naming: conv1, bn1, layerN.M.{conv1,bn1,conv2,bn2,downsample.0/.1})
-# ---------------------------------------------------------------------------------------------
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-def _resnet18_stages() -> list[nn.Module]:
-    """layer1..layer4 of a ResNet-18, from torchvision when available."""
-    if HAS_TORCHVISION:
-        net = torchvision.models.resnet18(weights=None)
-        return [net.layer1, net.layer2, net.layer3, net.layer4]
-    stages, inplanes = [], 64
-    for i, planes in enumerate(STAGE_CHANNELS):
-        stride = 1 if i == 0 else 2
-        stages.append(nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes)))
-        inplanes = planes
-    return stages
-
-
 class ResNetTrunk(nn.Module):
-    """ResNet-18 without avgpool/fc, ``num_stages`` residual stages, ``in_channels`` input."""
+    """torchvision's ResNet-18 without avgpool/fc: ``num_stages`` residual stages, and a first conv
+    with ``in_channels`` inputs (RGB, depth, CoordConv x/y). Module names are torchvision's
+    (conv1, bn1, layerN.M...), so its ImageNet state_dict maps key for key."""
 
     def __init__(self, in_channels: int = IN_CHANNELS, num_stages: int = 4) -> None:
         super().__init__()
+        net = torchvision.models.resnet18(weights=None)   # never downloads: weights come from a local file
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for i, stage in enumerate(_resnet18_stages()[:num_stages]):
-            self.add_module(f"layer{i + 1}", stage)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")   # torchvision's init
+        self.bn1, self.relu, self.maxpool = net.bn1, net.relu, net.maxpool
+        for i in range(num_stages):
+            self.add_module(f"layer{i + 1}", getattr(net, f"layer{i + 1}"))
         self.num_stages = num_stages
         self.out_channels = STAGE_CHANNELS[num_stages - 1]
-        for m in self.modules():  # torchvision's init, so both code paths start alike
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def output_side(self, input_side: int) -> int:
         """Feature-map side for a square input: conv1, maxpool and stages 2.. each halve it."""
@@ -230,7 +188,7 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     for trunk in [m for m in fused.modules() if isinstance(m, ResNetTrunk)]:
         trunk.conv1, trunk.bn1 = fuse_conv_bn_eval(trunk.conv1, trunk.bn1), nn.Identity()
         for block in list(trunk.modules()):
-            if hasattr(block, "conv2") and hasattr(block, "bn2"):  # BasicBlock (local or torchvision)
+            if isinstance(block, torchvision.models.resnet.BasicBlock):
                 block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
                 block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
                 if block.downsample is not None:

@@ -8,7 +8,8 @@ from the observation at step t applies from step t + latency_steps.
 
 The network/model backends (``openpi``, ``lerobot``) run in a background worker thread so a slow
 or dead server never blocks the executor: the pose callback hands the newest observation (EE
-state, arm joint positions, exterior + optional wrist camera) to the worker when a chunk is due;
+state, arm joint positions, exterior + optional wrist camera, and the tracked object poses when the
+policy reads an environment state) to the worker when a chunk is due;
 a failed request (VLAError: refused, timed out, bad chunk) is logged and retried after
 ``vla.retry_period_s`` -- the backend reconnects on its next request. The chunk is indexed from
 the observation's step, so rows whose time passed during inference are skipped by the arbiter,
@@ -28,11 +29,11 @@ from std_msgs.msg import String
 
 from resrl import topics
 from resrl.actions import ACTION_DIM
-from resrl.msg import ActionChunk, EpisodeEvent
+from resrl.msg import ActionChunk, EpisodeEvent, TrackedObjects
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, pose_stamped_to_state, stamp_to_ns
 from resrl.ros.node_main import run_node
-from resrl.ros.observation import gripper_opening
+from resrl.ros.observation import gripper_opening, objects_to_arrays
 from resrl.vla.backends import VLAError, check_chunk, make_backend
 
 # Backends that talk to a server or run a large model: inference runs off the executor.
@@ -93,6 +94,13 @@ class VLAChunkNode(Node):
             self.create_subscription(Image, wrist_topic, lambda m: self._on_latest("wrist_image", m), sensor)
         self.create_subscription(JointState, p("vla.joint_states_topic", topics.JOINT_STATES).value,
                                  self._on_joints, sensor)
+        # A policy with an environment state (a LeRobot ACT on tracked poses) reads the tracker.
+        self.num_objects = int(getattr(self.backend, "num_objects", 0))
+        if self.num_objects:
+            self.object_conf_threshold = p("vla.object_conf_threshold", 0.5).value
+            self.latest["object_poses"] = None
+            self.create_subscription(TrackedObjects, p("vla.object_poses_topic", topics.OBJECT_POSES).value,
+                                     lambda m: self._on_latest("object_poses", m), sensor)
         self.worker = threading.Thread(target=self._work, name="vla_inference", daemon=True)
         self.worker.start()
 
@@ -133,6 +141,9 @@ class VLAChunkNode(Node):
                 for key in ("image", "wrist_image"):
                     if key in obs:
                         obs[key] = image_to_numpy(obs[key])
+                if "object_poses" in obs:
+                    obs["object_poses"] = objects_to_arrays(obs["object_poses"], self.num_objects,
+                                                            self.object_conf_threshold)[0]
                 chunk = check_chunk(self.backend.infer(obs), self.horizon, ACTION_DIM, self.backend_kind)
             except Exception as exc:   # VLAError, bad image, or a model's own error: never end the worker
                 kind = "" if isinstance(exc, (VLAError, MessageError)) else f"{type(exc).__name__}: "

@@ -70,13 +70,6 @@ def _preload_triton() -> None:
 _check_gl_backend()
 _preload_triton()
 
-try:
-    # torch 2.14's triton (imported by torchvision -> torch._dynamo) bundles an LLVM that segfaults
-    # the process when it loads after OSMesa's (MUJOCO_GL=osmesa opens libOSMesa at `import mujoco`):
-    # `import mujoco; import torchvision` -> SIGSEGV. Loaded first, both work.
-    import triton  # noqa: F401,E402
-except ImportError:
-    pass
 import mujoco  # noqa: E402
 
 from resrl.actions import ACTION_DIM, as_action
