@@ -19,6 +19,10 @@ class NodeSpec:
     params: List[str] = field(default_factory=list)       # YAML files relative to share/resrl/
     overrides: Dict[str, object] = field(default_factory=dict)
     remappings: List[Tuple[str, str]] = field(default_factory=list)
+    # Restarted when it dies (launch_ros `respawn`, the runner's supervise()). Every node but the
+    # learner: the arbiter holds the robot while a peer is gone, and the peer picks up from the
+    # topics when it is back. The learner resumes from run_dir instead (session resume).
+    respawn: bool = False
 
 
 @dataclass
@@ -74,6 +78,12 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
     ]
     if _truthy(keyboard) or session == "manual":
         specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared)))
+    return _respawning(specs)
+
+
+def _respawning(specs: List[NodeSpec]) -> List[NodeSpec]:
+    for spec in specs:
+        spec.respawn = spec.executable != "learner_node"
     return specs
 
 
@@ -114,7 +124,7 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
     vla = {**shared, "vla.backend": vla_backend, "vla.openpi.host": vla_host, "vla.openpi.port": int(vla_port),
            "vla.checkpoint_dir": checkpoint, "vla.prompt": prompt}
     remaps = list(ROBOT_STATE_REMAPS)
-    return [
+    return _respawning([
         NodeSpec("robot_bridge_node", "robot_bridge", common, {"use_sim_time": False, "robot": robot}),
         NodeSpec("camera_depth_node", "camera_depth", common, dict(shared)),
         NodeSpec("pose_tracker_node", "pose_tracker", common, dict(shared)),
@@ -125,7 +135,7 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
                  {**shared, "run_dir": run_dir, "session": session, "mode": mode}, remaps),
         NodeSpec("bag_recorder_node", "bag_recorder", common, {**shared, "run_dir": run_dir}, remaps),
         NodeSpec("keyboard_node", "keyboard", common, dict(shared), remaps),
-    ]
+    ])
 
 
 def franka_graph(**args) -> List[NodeSpec]:

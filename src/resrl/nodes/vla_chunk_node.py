@@ -62,7 +62,9 @@ class VLAChunkNode(Node):
         self.async_mode = self.backend_kind in ASYNC_BACKENDS
         self.lock = threading.Lock()
         self.episode_id = 0
-        self.chunk_id = 0
+        # Chunk ids keep growing across a respawn (the arbiter ignores ids it has seen): start
+        # from the wall clock in ms, far above what a node publishes in that time.
+        self.chunk_id = time.time_ns() // 1_000_000
         self.chunk_end_step = -1        # first step not covered by the last published chunk
         self.gripper = 0.0
         self.task_info = {}

@@ -1,7 +1,9 @@
 """Receive ActionChunk messages into a ChunkScheduler, per episode.
 
 Chunks of an episode whose START event has not arrived yet are kept until it does (topics are
-not ordered against each other); chunks of earlier episodes are dropped.
+not ordered against each other); chunks of earlier episodes are dropped. Episode 0 means the
+sender has seen no START since it started (a VLA node respawned mid-episode): its chunks are for
+the episode running now; their rows are indexed by control step, so none can act in the past.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class ChunkSubscriber:
             return
         entry = (msg.chunk_id, msg.start_step, rows.reshape(msg.horizon, msg.action_dim))
         with self._lock:
+            if msg.episode_id == 0:
+                msg.episode_id = self.episode_id
             if msg.episode_id > self.episode_id:
                 self._early.setdefault(msg.episode_id, []).append(entry)
                 return

@@ -12,6 +12,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from resrl.launch_graph import GRAPHS
+from resrl.launch_runner import RESPAWN_DELAY_S
 
 
 def graph_actions(graph: str) -> list:
@@ -25,7 +26,7 @@ def graph_actions(graph: str) -> list:
         return [
             Node(package="resrl", executable=spec.executable, name=spec.name, output="screen",
                  parameters=[os.path.join(share, p) for p in spec.params] + [spec.overrides],
-                 remappings=spec.remappings)
+                 remappings=spec.remappings, respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
             for spec in build(**values)
         ]
 

@@ -112,6 +112,11 @@ def _exit(code: int) -> None:
             stream.flush()
         except Exception:
             pass
+    try:   # rcutils logs through C stdio, block-buffered into a log file: os._exit skips that flush
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except Exception:
+        pass
     os._exit(code)
 
 
