@@ -46,8 +46,16 @@ class CommandLog:
             self.cond.notify_all()
 
     def wait(self, predicate, timeout):
+        """Until predicate(items) holds: checked on every command, and every 0.2 s for the
+        predicates that also watch a process (no command comes once the learner has exited)."""
+        deadline = time.monotonic() + timeout
         with self.cond:
-            return self.cond.wait_for(lambda: predicate(self.items), timeout)
+            while not predicate(self.items):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.2))
+            return True
 
 
 def _has_residual(msg) -> bool:

@@ -64,7 +64,7 @@ def probe():
     rclpy.shutdown()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_camera_node_depth_anything_and_stale_camera(tmp_path, probe):
     from test_perception import save_tiny_depth_anything
     ckpt = save_tiny_depth_anything(tmp_path / "da_tiny")
