@@ -25,6 +25,10 @@ class NodeSpec:
     console: bool = False
     # When this node exits (the learner after its session), the whole graph stops.
     ends_session: bool = False
+    # Restarted when it dies (launch_ros `respawn`, the runner's supervise()). Every node but the
+    # learner: the arbiter holds the robot while a peer is gone, and the peer picks up from the
+    # topics when it is back. The learner resumes from run_dir instead (session resume).
+    respawn: bool = False
 
 
 @dataclass
@@ -85,6 +89,12 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
     ]
     if _truthy(keyboard) or session == "manual":
         specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared), console=True))
+    return _respawning(specs)
+
+
+def _respawning(specs: List[NodeSpec]) -> List[NodeSpec]:
+    for spec in specs:
+        spec.respawn = spec.executable != "learner_node"
     return specs
 
 
@@ -145,7 +155,7 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
     if classifier:
         specs.append(NodeSpec("reward_classifier_node", "reward_classifier", common,
                               {**shared, "classifier.model_path": classifier}, remaps))
-    return specs
+    return _respawning(specs)
 
 
 def franka_graph(**args) -> List[NodeSpec]:

@@ -8,8 +8,9 @@ files (test/ros/test_graph_integration.py), and the learner's exit code as the c
 
 Each NodeSpec of ``resrl.launch_graph`` becomes one OS process running the installed executable
 with the same ``--ros-args`` launch_ros would pass. Ctrl-C (or SIGTERM) stops the graph the way
-launch does: SIGINT to every node, then SIGTERM, then SIGKILL after grace periods. When a node
-listed in ``required`` exits, the whole graph is stopped.
+launch does: SIGINT to every node, then SIGTERM, then SIGKILL after grace periods. A node whose
+spec says ``respawn`` is started again when it dies (launch_ros ``respawn``); when any other node
+exits, the whole graph is stopped.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from typing import Dict, List, Optional
 import yaml
 
 from resrl.launch_graph import GRAPHS, NodeSpec, default_args
+
+RESPAWN_DELAY_S = 1.0   # as launch_ros' respawn_delay: a node that dies at start does not spin
 
 
 def package_share() -> Path:
@@ -73,19 +76,41 @@ class GraphProcess:
         self.share = share or package_share()
         self.log_dir = log_dir
         self.procs: Dict[str, subprocess.Popen] = {}
+        self.restarts: Dict[str, List[int]] = {}     # name -> exit codes of the runs that were respawned
+        self._died_at: Dict[str, float] = {}
 
     def start(self) -> None:
         for spec in self.specs:
-            cmd = [executable_path(spec.executable)] + ros_args(spec, self.share)
-            out = None
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                out = open(self.log_dir / f"{spec.name}.log", "ab")
-            self.procs[spec.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                                     start_new_session=True)
+            self._start(spec)
+
+    def _start(self, spec: NodeSpec) -> None:
+        cmd = [executable_path(spec.executable)] + ros_args(spec, self.share)
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{spec.name}.log", "ab")
+        self.procs[spec.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                                 start_new_session=True)
 
     def poll(self) -> Dict[str, Optional[int]]:
         return {name: p.poll() for name, p in self.procs.items()}
+
+    def supervise(self) -> Dict[str, Optional[int]]:
+        """Respawn the respawning nodes that died (after RESPAWN_DELAY_S); the exit codes of the
+        others, as poll()."""
+        now = time.monotonic()
+        for spec in self.specs:
+            code = self.procs[spec.name].poll()
+            if not spec.respawn or code is None:
+                continue
+            died = self._died_at.setdefault(spec.name, now)
+            if now - died >= RESPAWN_DELAY_S:
+                del self._died_at[spec.name]
+                self.restarts.setdefault(spec.name, []).append(code)
+                print(f"[launch_runner] {spec.name} exited with {code}; respawning", flush=True)
+                self._start(spec)
+        return {name: (None if spec.respawn else self.procs[name].poll())
+                for name, spec in ((s.name, s) for s in self.specs)}
 
     def stop(self, sigint_timeout: float = 5.0, sigterm_timeout: float = 5.0) -> Dict[str, int]:
         for sig, timeout in ((signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout),
@@ -135,7 +160,7 @@ def main(argv=None) -> int:
     print(f"[launch_runner] started {graph}: {', '.join(s.name for s in specs)}", flush=True)
     rc = 0
     while not stopping["flag"]:
-        exited = {n: c for n, c in run.poll().items() if c is not None}
+        exited = {n: c for n, c in run.supervise().items() if c is not None}
         if exited:
             name, code = next(iter(exited.items()))
             print(f"[launch_runner] {name} exited with {code}; stopping the graph", flush=True)

@@ -64,13 +64,19 @@ def probe():
     rclpy.shutdown()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_camera_node_depth_anything_and_stale_camera(tmp_path, probe):
     from test_perception import save_tiny_depth_anything
     ckpt = save_tiny_depth_anything(tmp_path / "da_tiny")
     proc = run_node("camera_depth_node", {"depth.source": "depth_anything_v2", "depth.checkpoint_dir": str(ckpt),
                                           "depth.input_size": 56, "image_size": 32, "max_skew_ms": 5.0,
                                           "stale_after_ms": 400.0})
+    lines = []   # the node's log as it comes: its stale-camera reports are events the test waits for
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+
+    def said(text):
+        return any(text in line for line in list(lines))
     sensor = qos.SENSOR
     pubs = {name: probe.create_publisher(kind, topic, sensor) for name, kind, topic in (
         ("color", Image, topics.COLOR_IMAGE), ("depth", Image, topics.DEPTH_IMAGE),
@@ -79,8 +85,10 @@ def test_camera_node_depth_anything_and_stale_camera(tmp_path, probe):
     probe.create_subscription(Image, topics.OBS_RGB, got["rgb"].append, sensor)
     probe.create_subscription(Image, topics.OBS_DEPTH, got["depth"].append, sensor)
     rng = np.random.default_rng(0)
-    state = {"age_s": 0.0, "on": True, "depth_hw": (48, 64), "depth_fx": 60.0}
+    fresh = {"age_s": 0.0, "on": True, "depth_hw": (48, 64), "depth_fx": 60.0, "kind": "fresh"}
+    state = dict(fresh)
     sent = {}
+    order = []     # (stamp, kind) of every frame pair sent: outputs are judged per frame, not per time window
 
     def publish():
         if not state["on"]:
@@ -88,6 +96,7 @@ def test_camera_node_depth_anything_and_stale_camera(tmp_path, probe):
         stamp = ns_to_stamp(probe.get_clock().now().nanoseconds - int(state["age_s"] * 1e9))
         rgb = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
         sent[stamp_to_ns(stamp)] = rgb
+        order.append((stamp_to_ns(stamp), state["kind"]))
         mm = rng.integers(300, 2000, state["depth_hw"], dtype=np.uint16)
         pubs["color_info"].publish(camera_info(64, 48, 60.0, 60.0, 32.0, 24.0, stamp, "camera_color_optical_frame"))
         pubs["depth_info"].publish(camera_info(64, 48, state["depth_fx"], state["depth_fx"], 32.0, 24.0, stamp,
@@ -109,32 +118,44 @@ def test_camera_node_depth_anything_and_stale_camera(tmp_path, probe):
         assert expected.std() > 10 and diff.max() <= 1, diff.max()
         assert image_to_numpy(got["rgb"][-1]).shape == (32, 32, 3)
 
-        def silent_for(seconds):
-            n = len(got["depth"])
-            time.sleep(seconds)
-            return len(got["depth"]) == n
+        def bad_frames(kind, **changes):
+            """Send frames of one bad kind until 5 went out (the node's answer is judged below)."""
+            start = len(order)
+            state.update(changes, kind=kind)
+            assert wait_for(lambda: sum(k == kind for _, k in order[start:]) >= 5, 30)
 
-        # frames 1 s old: dropped
-        state["age_s"] = 1.0
-        time.sleep(0.4)
-        assert silent_for(1.0), "stale frames were published"
-        # camera silent: nothing, and the watchdog reports it
-        state["on"] = False
-        time.sleep(0.8)
-        # fresh again: observation resumes
-        state["age_s"], state["on"] = 0.0, True
-        assert wait_for(lambda: len(got["depth"]) >= 1 and
-                        probe.get_clock().now().nanoseconds - stamp_to_ns(got["depth"][-1].header.stamp) < 3e8, 10)
-        # unaligned depth (other size, then other intrinsics): refused
-        state["depth_hw"] = (24, 32)
-        time.sleep(0.3)
-        assert silent_for(0.8), "depth of another size was paired with colour"
-        state["depth_hw"], state["depth_fx"] = (48, 64), 90.0
-        time.sleep(0.3)
-        assert silent_for(0.8), "depth with other intrinsics was paired with colour"
+        def fresh_again():
+            """Fresh frames until one of them came back: the node handles a topic in order, so
+            any output for the bad frames before them has arrived by then."""
+            start = len(order)
+            state.update(fresh)
+            assert wait_for(lambda: {s for s, k in order[start:] if k == "fresh"}
+                            & {stamp_to_ns(d.header.stamp) for d in got["depth"]}, 30), "observation never resumed"
+
+        bad_frames("stale", age_s=1.0)                          # frames 1 s old: dropped, and said so
+        assert wait_for(lambda: said("stale camera: frame is"), 30), "".join(lines)
+        fresh_again()
+        state["on"] = False                                     # camera silent: the watchdog says so
+        assert wait_for(lambda: said("stale camera: no colour+depth frame"), 30), "".join(lines)
+        fresh_again()
+        assert wait_for(lambda: said("observation resumed"), 30), "".join(lines)
+        bad_frames("other_size", depth_hw=(24, 32))             # unaligned depth: refused
+        fresh_again()
+        bad_frames("other_intrinsics", depth_fx=90.0)
+        fresh_again()
+        kinds = dict(order)
+        published = [kinds.get(stamp_to_ns(d.header.stamp)) for d in got["depth"]]
+        assert set(published) == {"fresh"}, f"frames published although refused: {set(published) - {'fresh'}}"
         assert proc.poll() is None
     finally:
-        out = stop(proc)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=20)
+        out = "".join(lines)
     assert proc.returncode == 0, out
     assert "stale camera: frame is" in out and "stale camera: no colour+depth frame" in out, out
     assert "observation resumed" in out, out

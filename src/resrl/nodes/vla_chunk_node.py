@@ -63,7 +63,9 @@ class VLAChunkNode(Node):
         self.async_mode = self.backend_kind in ASYNC_BACKENDS
         self.lock = threading.Lock()
         self.episode_id = 0
-        self.chunk_id = 0
+        # Chunk ids keep growing across a respawn (the arbiter ignores ids it has seen): start
+        # from the wall clock in ms, far above what a node publishes in that time.
+        self.chunk_id = time.time_ns() // 1_000_000
         self.chunk_end_step = -1        # first step not covered by the last published chunk
         self.gripper = 0.0
         self.task_info = {}
@@ -162,7 +164,9 @@ class VLAChunkNode(Node):
             with self.lock:
                 self.stopping = True
                 self.wake.notify()
-            self.worker.join(timeout=self.backend.timeout_s + 1.0 if hasattr(self.backend, "timeout_s") else 5.0)
+            # A request in flight cannot be interrupted (a server that takes its timeout to answer):
+            # its chunk is nobody's any more, and the daemon worker ends with the process.
+            self.worker.join(timeout=1.0)
             if hasattr(self.backend, "close"):
                 self.backend.close()
 

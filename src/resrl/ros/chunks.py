@@ -1,7 +1,10 @@
 """Receive ActionChunk messages into a ChunkScheduler, per episode.
 
 Chunks of an episode whose START event has not arrived yet are kept until it does (topics are
-not ordered against each other); chunks of earlier episodes are dropped.
+not ordered against each other); chunks of earlier episodes are dropped. Episode 0 means the
+sender has seen no START since it started (a VLA node respawned mid-episode): its chunks are for
+the episode running now; their rows are indexed by control step, so none can act in the past.
+Likewise a receiver that restarted mid-episode joins the episode of the first chunk it gets.
 """
 from __future__ import annotations
 
@@ -37,6 +40,10 @@ class ChunkSubscriber:
             return
         entry = (msg.chunk_id, msg.start_step, rows.reshape(msg.horizon, msg.action_dim))
         with self._lock:
+            if msg.episode_id == 0:
+                msg.episode_id = self.episode_id
+            elif self.episode_id == 0:
+                self.start_episode(msg.episode_id)   # this node restarted mid-episode: join it
             if msg.episode_id > self.episode_id:
                 self._early.setdefault(msg.episode_id, []).append(entry)
                 return
@@ -53,6 +60,8 @@ class ChunkSubscriber:
 
     def start_episode(self, episode_id: int) -> None:
         with self._lock:
+            if episode_id == self.episode_id:
+                return    # joined already from its chunks (after a restart): keep them
             self.episode_id = episode_id
             self.scheduler.reset()
             for entry in self._early.pop(episode_id, []):

@@ -1,45 +1,223 @@
-"""Entry point shared by every node executable: init, spin, clean shutdown on SIGINT/SIGTERM."""
+"""Entry point shared by every node executable: signals, init, spin, and a clean stop at any moment.
+
+SIGINT (Ctrl-C, launch's first step) and SIGTERM (launch's second step, `kill`) stop a node the
+same way, whatever it is doing:
+
+* while its modules import or its node is built (model loading, bag ingestion), the signal
+  interrupts that work at once: nothing has been acknowledged yet, so the process just exits 0;
+* once it runs, the signal only sets a stop flag. The main thread never blocks inside rcl's wait
+  (where a Python signal handler cannot run until a message arrives, and a stopping lockstep
+  graph sends none): the executor spins in a thread of its own, the main thread waits on an
+  event. The stop then runs in this order: no new callbacks (the ones in flight finish), the
+  node's ``on_shutdown`` (worker threads join, files close: the ROS context is still valid so a
+  last publish cannot fail), the node is destroyed, the context shut down;
+* a watchdog bounds the whole stop to ``STOP_DEADLINE_S``: a stop that stalls (a callback or a
+  thread that never returns) prints every thread's stack, so the stall can be found, and exits.
+  Whatever a node acknowledged is already on disk then: replay, labels and bag chunks are
+  written and fsynced before they are acknowledged, never at exit.
+
+The process ends with ``os._exit`` once the stop is done: interpreter teardown (joining the
+executor's pool threads, finalising half-built rclpy objects) adds nothing to what is on disk
+and is where shutdown hangs and stray tracebacks came from.
+
+``RESRL_ANNOUNCE_PHASES=1`` prints one ``[resrl-phase] <phase>`` line per phase on stderr
+(import, init, construct, spin, stop, exit; nodes may add their own through ``announce``), so
+tests can deliver a signal in a known phase.
+"""
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import importlib
+import os
 import signal
 import sys
+import threading
+import time
+import traceback
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+STOP_DEADLINE_S = 4.0     # the stop contract is 5 s; the rest is margin for process teardown
+PHASES_ENV = "RESRL_ANNOUNCE_PHASES"
 
-from resrl.deps import MISSING_DEPENDENCY_EXIT, MissingDependency
+
+class StopRequested(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM while the node imports or is being built."""
+
+
+def announce(phase: str) -> None:
+    if os.environ.get(PHASES_ENV) == "1":
+        print(f"[resrl-phase] {phase}", file=sys.stderr, flush=True)
+
+
+class _Stopper:
+    def __init__(self):
+        self.event = threading.Event()
+        self.interrupt = False         # True inside interruptible(): import, construction
+        self.signum = None
+        self._watchdog = None
+
+    def handle(self, signum, _frame):
+        if self.signum is None:
+            self.signum = signum
+        self.event.set()
+        self.arm_watchdog()
+        if self.interrupt:
+            self.interrupt = False     # raised once: the stop path itself is never interrupted
+            raise StopRequested(signum)
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """A signal inside this block raises StopRequested in it. The caller catches it around
+        the ``with``: a signal during enter or exit is then caught too, and none after it."""
+        self.interrupt = True
+        try:
+            if self.event.is_set():
+                raise StopRequested(self.signum)
+            yield
+        finally:
+            self.interrupt = False
+
+    def arm_watchdog(self, deadline_s: float = STOP_DEADLINE_S) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, args=(deadline_s,), name="stop_watchdog",
+                                              daemon=True)
+            self._watchdog.start()
+
+    @staticmethod
+    def _watch(deadline_s: float) -> None:
+        time.sleep(deadline_s)
+        print(f"[node_main] stop stalled: not done {deadline_s:.1f} s after the stop request; "
+              "thread stacks follow, then the process exits", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        _exit(0)
+
+
+_stopper: _Stopper | None = None
+
+
+def install_stop_handlers() -> _Stopper:
+    """SIGINT/SIGTERM handlers for this process; the first call installs them."""
+    global _stopper
+    if _stopper is None:
+        _stopper = _Stopper()
+        signal.signal(signal.SIGINT, _stopper.handle)
+        signal.signal(signal.SIGTERM, _stopper.handle)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)   # `kill -USR1 <pid>`: where is it?
+    return _stopper
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:   # rcutils logs through C stdio, block-buffered into a log file: os._exit skips that flush
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except Exception:
+        pass
+    os._exit(code)
+
+
+def launch(module: str) -> int:
+    """What an installed executable runs: the stop handlers first, then the node module's imports
+    (torch and friends take seconds) and its ``main``."""
+    stopper = install_stop_handlers()
+    announce("import")
+    try:
+        with stopper.interruptible():
+            main = importlib.import_module(module).main
+    except StopRequested:
+        announce("exit")
+        _exit(0)
+    return main()
+
+
+def _spin(executor, stopper: _Stopper, failure: list) -> None:
+    try:
+        while not stopper.event.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except BaseException as exc:   # noqa: B902 -- whatever ends the spin ends the node
+        from rclpy.executors import ExternalShutdownException
+        if not (stopper.event.is_set() or isinstance(exc, ExternalShutdownException) or not _context_ok()):
+            failure.append("".join(traceback.format_exception(exc)))   # a callback raised: exit 1
+    finally:
+        stopper.event.set()
+
+
+def _context_ok() -> bool:
+    import rclpy
+    return rclpy.ok()
 
 
 def run_node(node_cls, args=None, threads: int = 2) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    # SIGTERM (launch's second escalation step, `kill`) shuts down like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = None
+    stopper = install_stop_handlers()
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    node = executor = spinner = None
+    failure: list = []     # texts to print; non-empty means exit code 1
+    exit_code = 1          # the code a failure exits with
     try:
-        node = node_cls()
-        executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        with stopper.interruptible():
+            announce("init")
+            # rclpy's own handlers would shut the context down under running callbacks and threads.
+            rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+            announce("construct")
+            node = node_cls()
+    except StopRequested:
         pass
     except MissingDependency as exc:
         # One line naming what to install (a traceback would bury it); the launch stops the graph.
-        print(f"[{getattr(node_cls, '__name__', 'node')}] {exc}", file=sys.stderr, flush=True)
-        return MISSING_DEPENDENCY_EXIT
+        failure.append(f"[{getattr(node_cls, '__name__', 'node')}] {exc}\n")
+        exit_code = MISSING_DEPENDENCY_EXIT
+    except SystemExit as exc:          # a node's own clear startup error (bad config, missing file)
+        if exc.code not in (None, 0) and not stopper.event.is_set():
+            failure.append("" if isinstance(exc.code, int) else f"{exc.code}\n")
     except Exception:
-        if rclpy.ok():
-            raise
-        # SIGINT/SIGTERM shut the context down under a spinning executor (rclpy can then raise
-        # RCLError "context is not valid" instead of ExternalShutdownException): a normal exit.
-    finally:
-        if node is not None:
-            try:
-                node.on_shutdown()
-            except AttributeError:
-                pass
+        if not stopper.event.is_set():
+            failure.append(traceback.format_exc())
+    if node is not None and not stopper.event.is_set() and not failure:
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        # A node that ends its own session (rclpy.try_shutdown()) stops the process too.
+        node.context.on_shutdown(stopper.event.set)
+        spinner = threading.Thread(target=_spin, args=(executor, stopper, failure), name="spin", daemon=True)
+        spinner.start()
+        announce("spin")
+        while not stopper.event.wait(0.5):
+            pass
+    stopper.event.set()
+    stopper.arm_watchdog()
+    announce("stop")
+    _stop(node, executor, spinner, failure)
+    for text in failure:
+        print(text, file=sys.stderr, end="")
+    announce("exit")
+    _exit(exit_code if failure else 0)
+
+
+def _stop(node, executor, spinner, failure: list) -> None:
+    """No new callbacks, the node's own stop, then the node and the context go."""
+    import rclpy
+    if executor is not None:
+        executor.wake()
+        if spinner is not None:
+            spinner.join()
+        executor.shutdown(timeout_sec=STOP_DEADLINE_S)   # callbacks in flight finish
+    if node is not None:
+        try:
+            on_shutdown = getattr(node, "on_shutdown", None)
+            if on_shutdown is not None:
+                on_shutdown()
+        except Exception:
+            failure.append("error while stopping:\n" + traceback.format_exc())
+        try:
             node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        except Exception:
+            pass
+    rclpy.try_shutdown()
 
 
 def wall_timer(node, period_s: float, callback):
