@@ -23,6 +23,7 @@ from resrl.arbiter.vgm import VGMConfig
 from resrl.configs import ConfigError, from_dict, load_yaml
 from resrl.models.config import ModelConfig, obs_spec  # noqa: F401  (re-exported: the runners take it from here)
 from resrl.perception.pose_tracking import TrackerNoiseConfig
+from resrl.recorder import episode_buffers  # noqa: F401  (re-exported for the runners)
 from resrl.session import SessionConfig
 
 T = TypeVar("T")
@@ -240,12 +241,6 @@ def make_buffers(spec: dict, cfg: ReplayConfig, run_dir: Optional[str | Path] = 
     where = (lambda name: Path(run_dir) / "replay" / name) if run_dir is not None else (lambda name: None)
     return (ReplayBuffer(spec, cfg.capacity, where("online"), cfg.gamma, cfg.n_step, "online"),
             ReplayBuffer(spec, cfg.capacity, where("demos"), cfg.gamma, cfg.n_step, "demos"))
-
-
-def episode_buffers(kind: str, online, offline) -> list:
-    """Where an episode's transitions go: demos -> the demo buffer, train -> online, eval -> nowhere
-    (evaluation measures a frozen policy; its episodes never enter the replay)."""
-    return {"demo": [offline], "eval": []}.get(kind, [online])
 
 
 def learner_overrides(cfg: LearnerNodeConfig) -> Dict[str, Any]:

@@ -17,6 +17,13 @@ from typing import Callable, Deque, List, Optional
 import numpy as np
 
 
+def episode_buffers(kind: str, online, offline) -> list:
+    """Where an episode's transitions go: demos -> the demo buffer, train -> online, eval -> nowhere
+    (evaluation measures a frozen policy; its episodes never enter the replay). The live learner,
+    the in-process runner and the bag rebuild all route through here."""
+    return {"demo": [offline], "eval": []}.get(kind, [online])
+
+
 @dataclass
 class Command:
     step: int

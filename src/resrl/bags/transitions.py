@@ -34,7 +34,7 @@ from resrl.bags.reader import BagData, BagError
 from resrl.bags.schema import COMPRESSED_SUFFIX, TeleopTopics, required_session_topics
 from resrl.geometry import quat_to_rotvec
 from resrl.obs_assembly import ObservationAssembler
-from resrl.recorder import Command, EpisodeRecorder, Terminal
+from resrl.recorder import Command, EpisodeRecorder, Terminal, episode_buffers
 
 # EpisodeEvent constants (resrl/msg/EpisodeEvent.msg).
 START, SUCCESS, FAILURE, RESET, ABORT, TIMEOUT = 0, 1, 2, 3, 4, 7
@@ -139,7 +139,7 @@ class _Observations:
 
 def rebuild(data: BagData, online, offline, cfg: RebuildConfig = RebuildConfig()) -> RebuildReport:
     """Write every episode of the bag into ``online`` / ``offline`` (ReplayBuffers; routing as the
-    learner: demos -> offline, train/eval -> online, train episodes with interventions also offline)."""
+    learner, resrl.recorder.episode_buffers: demos -> offline, train -> online, eval -> nowhere)."""
     if topics.COMMAND in data.messages:
         plans, observations, source = _session_plans(data, cfg)
     else:
@@ -359,7 +359,7 @@ def _store(plan: _EpisodePlan, observations: _Observations, online, offline, dat
     if not commands or terminal is None:
         report.dropped.append(f"{label}: no complete transition")
         return
-    buffers = [offline] if plan.kind == "demo" else [online]
+    buffers = episode_buffers(plan.kind, online, offline)
     recorder = EpisodeRecorder(plan.kind, buffers, observations.get,
                                {"episode_id": plan.episode_id, "bag": str(data.path)})
     for cmd in commands:
