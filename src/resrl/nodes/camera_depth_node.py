@@ -1,8 +1,8 @@
 """Camera / depth node: RealSense-style colour + aligned depth in, model-resolution RGB and
 relative depth out (same stamp), for the image residual.
 
-Colour and depth are paired by stamp (message_filters.ApproximateTimeSynchronizer where installed,
-the package's own stamp assembler otherwise). Relative depth comes from the sensor depth or from
+Colour and depth are paired by stamp with the package's own assembler (see __init__ for why not
+message_filters' approximate synchroniser). Relative depth comes from the sensor depth or from
 Depth-Anything-V2 (parameter ``depth.source``).
 
 Stale camera (``stale_after_ms`` > 0; off by default because simulated stamps follow no clock): a
@@ -46,17 +46,14 @@ class CameraDepthNode(Node):
             self.create_subscription(CameraInfo, topic, lambda m, k=key: self.infos.__setitem__(k, m), qos.sensor(self))
         self.rgb_pub = self.create_publisher(Image, topics.OBS_RGB, qos.sensor(self))
         self.depth_pub = self.create_publisher(Image, topics.OBS_DEPTH, qos.sensor(self))
-        try:  # a real ROS 2 install has message_filters
-            import message_filters
-            subs = [message_filters.Subscriber(self, Image, topics.COLOR_IMAGE, qos_profile=qos.sensor(self)),
-                    message_filters.Subscriber(self, Image, topics.DEPTH_IMAGE, qos_profile=qos.sensor(self))]
-            self.sync = message_filters.ApproximateTimeSynchronizer(subs, 10, skew_ns / 1e9)
-            self.sync.registerCallback(self._on_pair)
-        except ImportError:
-            self.pairs = ObservationAssembler(["color", "depth"], max_skew_ns=skew_ns, history=8)
-            self.create_subscription(Image, topics.COLOR_IMAGE, lambda m: self._on_part("color", m), qos.sensor(self))
-            self.create_subscription(Image, topics.DEPTH_IMAGE, lambda m: self._on_part("depth", m), qos.sensor(self))
-            self.done_ns = -1
+        # Paired by exact stamp (aligned depth carries the colour frame's stamp), at once: not
+        # message_filters.ApproximateTimeSynchronizer, which releases a set only when a later frame
+        # proves it optimal -- in lockstep no later frame comes until this one is answered (measured:
+        # the image-mode graph session stalled at step 2), and a re-sent frame must not publish twice.
+        self.pairs = ObservationAssembler(["color", "depth"], max_skew_ns=skew_ns, history=8)
+        self.create_subscription(Image, topics.COLOR_IMAGE, lambda m: self._on_part("color", m), qos.sensor(self))
+        self.create_subscription(Image, topics.DEPTH_IMAGE, lambda m: self._on_part("depth", m), qos.sensor(self))
+        self.done_ns = -1
 
     def _on_part(self, part: str, msg: Image):
         ns = stamp_to_ns(msg.header.stamp)
