@@ -54,6 +54,7 @@ class CameraDepthNode(Node):
         self.create_subscription(Image, topics.COLOR_IMAGE, lambda m: self._on_part("color", m), qos.sensor(self))
         self.create_subscription(Image, topics.DEPTH_IMAGE, lambda m: self._on_part("depth", m), qos.sensor(self))
         self.done_ns = -1
+        self._drop_reason, self._drop_said = "", 0.0
 
     def _on_part(self, part: str, msg: Image):
         ns = stamp_to_ns(msg.header.stamp)
@@ -100,7 +101,12 @@ class CameraDepthNode(Node):
             self._check_aligned(rgb.shape[:2], d.shape[:2])
             rel = self.depth(rgb, d)
         except (MessageError, ValueError) as exc:
-            self.get_logger().error(f"dropping frame: {exc}", throttle_duration_sec=2.0)
+            # A new reason is said at once; the same reason again at most every 2 s (rclpy's own
+            # throttle is per call site and would swallow a second, different reason).
+            now = time.monotonic()
+            if str(exc) != self._drop_reason or now - self._drop_said > 2.0:
+                self._drop_reason, self._drop_said = str(exc), now
+                self.get_logger().error(f"dropping frame: {exc}")
             return
         stamp, frame = color.header.stamp, color.header.frame_id
         self.rgb_pub.publish(numpy_to_image(resize_area(rgb, self.size), "rgb8", stamp, frame))
