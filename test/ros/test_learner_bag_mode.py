@@ -44,7 +44,7 @@ def test_learner_loads_bags_into_its_replay(tmp_path):
     assert "offline bag skipped" in out and "missing_bag" in out      # a bad path is named, the rest loads
     online = ReplayBuffer.load(run_dir / "replay" / "online", 1000)
     demos = ReplayBuffer.load(run_dir / "replay" / "demos", 1000)
-    assert sorted(ep.meta["episode_id"] for ep in online.episodes()) == [2, 3, 5]
+    assert sorted(ep.meta["episode_id"] for ep in online.episodes()) == [2, 5]   # eval 3 is not stored
     assert sorted(ep.meta["episode_id"] for ep in demos.episodes()) == [1, 2, 5]
     truth = session.truth[2]
     ep = next(ep for ep in online.episodes() if ep.meta["episode_id"] == 2)
