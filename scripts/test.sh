@@ -7,4 +7,4 @@ bash "$ROOT/scripts/setup.sh"
 source "$ROOT/scripts/env.sh"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 cd "$ROOT"
-exec python -m pytest test -q -p no:cacheprovider --timeout 600 "$@"
+exec python -m pytest test -q -p no:cacheprovider --timeout 600 --durations=30 "$@"

@@ -25,6 +25,7 @@ from resrl.srv import ResetEpisode
 from resrl.teleop import GAMEPAD
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+TAKEOVER_ROW = re.compile(r"takeover {2,}(\w+)")
 
 
 class Console:
@@ -128,7 +129,8 @@ def test_console_keys_label_episodes_and_gamepad_takes_over():
         moving = [m for m in got["interventions"] if m.active and m.source == "gamepad"]
         assert moving[0].action[0] == pytest.approx(0.5, abs=1e-3)        # starts where the arm is
         assert moving[-1].action[0] > moving[0].action[0] and moving[-1].action[0] <= 0.5 + 0.05 + 1e-6
-        assert wait_for(lambda: "gamepad" in console.read().split("takeover")[-1][:40], 10)
+        # The status table's row ("takeover" then the column gap), not the help line's "takeover:".
+        assert wait_for(lambda: TAKEOVER_ROW.findall(console.read())[-1:] == ["gamepad"], 60), console.screen[-2000:]
         joy["buttons"][GAMEPAD.deadman_button], joy["axes"][1] = 0, 0.0
         assert wait_for(lambda: any(not m.active for m in got["interventions"][len(moving):]), 10)
         # 'y' labels the running episode: a keyboard SUCCESS with full confidence.

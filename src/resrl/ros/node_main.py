@@ -36,6 +36,8 @@ import threading
 import time
 import traceback
 
+from resrl.deps import MISSING_DEPENDENCY_EXIT, MissingDependency
+
 STOP_DEADLINE_S = 4.0     # the stop contract is 5 s; the rest is margin for process teardown
 PHASES_ENV = "RESRL_ANNOUNCE_PHASES"
 
