@@ -21,7 +21,6 @@ import concurrent.futures as cf
 import copy
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path

@@ -13,6 +13,8 @@ takeovers (so their windows see every state); on a takeover they are evaluated a
 """
 from __future__ import annotations
 
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -111,6 +113,75 @@ class ControlStep:
         residual = np.asarray(a_res, np.float32) if a_res is not None else np.zeros(7, np.float32)
         return Decision(report, np.asarray(action, np.float32), candidate, base, residual, bool(held), hold_reason,
                         tuple(limits), takeover, critic_error)
+
+
+LATE_POLICIES = ("base", "hold")
+
+
+class StepDeadline:
+    """How long one control step waits for its inputs, and what a step does whose inputs are late.
+
+    The step opens when its observation is first seen (``open()``, on ``clock``: the node's
+    monotonic clock, a test's fake one). ``check`` then says ``None`` (keep waiting) or the step goes
+    now, naming the input that missed its deadline ("" when everything arrived):
+
+    * no base action within ``chunk_wait_s`` -> the step goes without one: the robot holds;
+    * no residual within ``residual_wait_s`` -> ``on_late_residual``: "base" sends a_VLA alone
+      (no residual composed this step: the arbiter never guesses one), "hold" holds the pose;
+    * a demo step waits ``residual_wait_s`` for the teleoperator, then goes as a late residual;
+    * an incomplete observation (no critic input) waits ``residual_wait_s``, then goes without it.
+
+    ``missed`` counts the late steps per input, so a loop that cannot keep up is visible.
+    """
+
+    def __init__(self, chunk_wait_s: float, residual_wait_s: float, on_late_residual: str = "base",
+                 clock: Callable[[], float] = time.monotonic):
+        if on_late_residual not in LATE_POLICIES:
+            raise ValueError(f"on_late_residual must be one of {LATE_POLICIES}, got {on_late_residual!r}")
+        if chunk_wait_s < 0 or residual_wait_s < 0:
+            raise ValueError(f"deadlines must be >= 0 s (chunk {chunk_wait_s}, residual {residual_wait_s})")
+        self.chunk_wait_s, self.residual_wait_s = chunk_wait_s, residual_wait_s
+        self.on_late_residual, self.clock = on_late_residual, clock
+        self.missed: Counter = Counter()
+        self.steps = 0
+
+    def open(self) -> float:
+        return self.clock()
+
+    def check(self, opened: float, *, human: bool, demo: bool, has_base: bool, needs_residual: bool,
+              has_residual: bool, has_obs: bool) -> Optional[str]:
+        """None: wait on. Else the late inputs, comma-separated ("" = all on time); counted."""
+        waited = self.clock() - opened
+        late = []
+        if not human and demo:
+            if waited < self.residual_wait_s:
+                return None   # demo steps are driven by the teleoperator: wait for its action
+            late.append("teleop")
+        if not human and not has_base:
+            if waited < self.chunk_wait_s:
+                return None
+            late.append("chunk")
+        if needs_residual and not has_residual:
+            if waited < self.residual_wait_s:
+                return None
+            late.append("residual")
+        if not has_obs:
+            if waited < self.residual_wait_s:
+                return None
+            late.append("observation")
+        self.steps += 1
+        self.missed.update(late)
+        return ",".join(late)
+
+    def hold_reason(self, late: str) -> str:
+        """Why a late step holds ("" when it may go on: the base alone, or on time)."""
+        if "residual" in late.split(",") and self.on_late_residual == "hold":
+            return f"residual missed its {self.residual_wait_s * 1e3:.0f} ms deadline"
+        return ""
+
+    def summary(self) -> str:
+        late = ", ".join(f"{k} {v}" for k, v in sorted(self.missed.items())) or "none"
+        return f"{self.steps} steps decided; late inputs: {late}"
 
 
 def session_seeds(seed: int) -> dict:

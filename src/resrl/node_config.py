@@ -47,7 +47,8 @@ class SharedConfig:
 @dataclass
 class ArbiterNodeConfig:
     chunk_wait_s: float = 1.0           # wait this long (wall s) for the chunk, then hold
-    residual_wait_s: float = 1.0        # ... and for the residual, then a_VLA alone
+    residual_wait_s: float = 1.0        # ... and for the residual, then on_late_residual
+    on_late_residual: str = "base"      # base: a_VLA alone (no residual this step) | hold (resrl.control.StepDeadline)
     intervention_timeout_s: float = 0.5
     vgm: VGMConfig = field(default_factory=VGMConfig)     # vgm.mode is THE arbiter mode
     chunks: ChunkConfig = field(default_factory=ChunkConfig)

@@ -43,6 +43,18 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> str:
     return out
 
 
+def interrupt(proc: subprocess.Popen, timeout: float = 20.0):
+    """SIGINT, then kill after ``timeout`` (the output is read elsewhere); returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 _RCLPY_GC_NOISE = re.compile(
     r"Exception ignored in: <function Future\.__del__.*?AttributeError: 'Task' object has no attribute "
     r"'_exception'\n?", re.S)

@@ -16,7 +16,7 @@ from resrl.bags.schema import SESSION_TOPICS
 from resrl.nodes.bag_recorder_node import message_class
 from resrl.replay import ReplayBuffer
 from resrl.ros import qos
-from rosutil import ROOT, install_prefix, wait_for
+from rosutil import ROOT, install_prefix, interrupt, wait_for
 
 sys.path.insert(0, str(ROOT / "test" / "unit"))
 from test_bags import Session, _buffers  # noqa: E402  (the synthetic stream with known ground truth)
@@ -31,17 +31,6 @@ def _start(exe, run_dir, params, log):
     for key, value in params.items():
         cmd += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 @pytest.mark.timeout(120)
@@ -74,7 +63,7 @@ def test_recorded_bag_replays_into_the_learners_transitions(tmp_path):
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        codes = (_stop(learner), _stop(recorder))
+        codes = (interrupt(learner), interrupt(recorder))
         log.close()
     out = (tmp_path / "nodes.log").read_text()
     assert codes == (0, 0) and "Traceback" not in out, out

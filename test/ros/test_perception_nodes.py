@@ -9,11 +9,9 @@
 import ctypes
 import glob
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from resrl.msg import TrackedObjects
 from resrl.perception.depth import make_depth_source, resize_nearest
 from resrl.ros import qos
 from resrl.ros.convert import camera_info, image_to_numpy, ns_to_stamp, numpy_to_image, pose_to_numpy, stamp_to_ns
-from rosutil import ROOT, install_prefix, wait_for
+from rosutil import ROOT, install_prefix, interrupt, stop_process, wait_for
 
 sys.path.insert(0, str(ROOT / "test" / "unit"))
 STAND_INS = ROOT / ".colcon" / "stand_ins" / "install"
@@ -38,16 +36,6 @@ def run_node(exe, params, env=None):
         cmd += ["-p", f"{key}:={value}"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, env=env)
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out
 
 
 @pytest.fixture
@@ -148,12 +136,7 @@ def test_camera_node_depth_anything_and_stale_camera(tmp_path, probe):
         assert set(published) == {"fresh"}, f"frames published although refused: {set(published) - {'fresh'}}"
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
         reader.join(timeout=20)
         out = "".join(lines)
     assert proc.returncode == 0, out
@@ -236,9 +219,9 @@ def test_pose_tracker_consumes_foundationpose_detections(probe):
         assert mug.object_id == "mug" and not mug.valid and mug.confidence == 0.0
         assert proc.poll() is None
     finally:
-        out = stop(proc)
+        out = stop_process(proc)
         if no_vision is not None:
-            no_vision_out = stop(no_vision) if no_vision.poll() is None else no_vision.communicate()[0]
+            no_vision_out = stop_process(no_vision) if no_vision.poll() is None else no_vision.communicate()[0]
     assert proc.returncode == 0 and "Traceback" not in out, out
     if no_vision is not None:
         assert no_vision.returncode != 0 and "needs vision_msgs" in no_vision_out, no_vision_out

@@ -1,7 +1,6 @@
 """Issue-15 task variants: the pocket walls, the stagnation-trap hold, per-episode physics draws."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from resrl.sim import FrankaTableEnv, ScriptedVLA, load_task_config

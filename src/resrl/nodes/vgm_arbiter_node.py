@@ -2,8 +2,9 @@
 safety clamp, human override and gate telemetry.
 
 One decision per control step, taken when the observation for that step is complete and a base
-action exists (waiting at most ``chunk_wait_s`` for the chunk and ``residual_wait_s`` for the
-residual). Without a base action, with a stale or invalid input, the robot holds its pose.
+action exists, or when an input missed its deadline (resrl.control.StepDeadline: ``chunk_wait_s``
+for the chunk, ``residual_wait_s`` for the residual, then ``on_late_residual``). Without a base
+action, with a stale or invalid input, the robot holds its pose.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from resrl import topics
 from resrl.actions import GRIPPER, InvalidActionError, as_action
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
-from resrl.control import ControlStep, Decision
+from resrl.control import ControlStep, Decision, StepDeadline
 from resrl.node_config import ArbiterNodeConfig, SharedConfig
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention, PolicyWeights, ResidualAction
 from resrl.policy_runtime import PolicyRuntime, WeightsError
@@ -45,8 +46,7 @@ class VGMArbiterNode(Node):
         self.obs_mode = self.shared.obs_mode
         self.period_ns = int(round(1e9 / self.shared.control_rate_hz))
         self.frame_id = self.shared.frame_id
-        self.chunk_wait_s = self.cfg.chunk_wait_s
-        self.residual_wait_s = self.cfg.residual_wait_s
+        self.deadline = StepDeadline(self.cfg.chunk_wait_s, self.cfg.residual_wait_s, self.cfg.on_late_residual)
         self.intervention_timeout_s = self.cfg.intervention_timeout_s
         self.model_cfg = self.shared.model
         self.model_cfg.obs_mode = self.obs_mode
@@ -61,7 +61,7 @@ class VGMArbiterNode(Node):
         self.residuals: Dict[int, Tuple[np.ndarray, ResidualAction]] = {}
         self.intervention: Optional[Intervention] = None
         self.last_step = -1
-        self.pending: Optional[Tuple[int, float]] = None   # (stamp_ns, first seen wall time)
+        self.pending: Optional[Tuple[int, float]] = None   # (stamp_ns, StepDeadline.open() time)
         self.last_command = None                             # (sent wall time, target msg, gripper msg)
         self.terminal_ns = -1                                # stamp of the last terminal observation
 
@@ -140,7 +140,7 @@ class VGMArbiterNode(Node):
             if stamp_ns <= self.terminal_ns:
                 return   # the terminal observation of an episode needs no command
             if step > self.last_step and (self.pending is None or stamp_ns > self.pending[0]):
-                self.pending = (stamp_ns, time.monotonic())
+                self.pending = (stamp_ns, self.deadline.open())
             elif step == self.last_step and self.last_command is not None:
                 # The robot re-sent observation t: our command for t was lost. Send it again.
                 if time.monotonic() - self.last_command[0] > 0.5:
@@ -152,7 +152,7 @@ class VGMArbiterNode(Node):
     def _on_timer(self):
         self._try_decide()
         with self.lock:
-            if self.pending is not None and time.monotonic() - self.pending[1] > 1.0:
+            if self.pending is not None and self.deadline.clock() - self.pending[1] > 1.0:
                 stamp_ns = self.pending[0]
                 step = stamp_ns // self.period_ns
                 self.get_logger().warning(
@@ -165,27 +165,30 @@ class VGMArbiterNode(Node):
         with self.lock:
             if self.pending is None:
                 return
-            stamp_ns, since = self.pending
-            waited = time.monotonic() - since
+            stamp_ns, opened = self.pending
             step = stamp_ns // self.period_ns
             state = self.obs.state(stamp_ns)
             if state is None:
                 return
             human = self._active_intervention(stamp_ns)
-            if human is None and self.episode_kind == "demo" and waited < self.residual_wait_s:
-                return   # demo episodes are driven by the teleoperator: wait for its action
             a_vla, info = self.chunks.action_at(step)
-            if human is None and a_vla is None and waited < self.chunk_wait_s:
-                return
             residual = self.residuals.get(step)
-            if self.control.needs_residual(a_vla, human) and residual is None and waited < self.residual_wait_s:
-                return
             obs = self.obs.get(stamp_ns, a_vla if a_vla is not None else state)
-            if obs is None and waited < self.residual_wait_s:
+            late = self.deadline.check(opened, human=human is not None, demo=self.episode_kind == "demo",
+                                       has_base=a_vla is not None, has_residual=residual is not None,
+                                       needs_residual=self.control.needs_residual(a_vla, human),
+                                       has_obs=obs is not None)
+            if late is None:
                 return
             self.pending = None
             self.last_step = step
-            self._decide(stamp_ns, step, state, obs, a_vla, info, residual, human)
+            no_base = f"no base action ({info.status})"
+            if self.deadline.hold_reason(late):
+                a_vla, no_base = None, self.deadline.hold_reason(late)
+            if late:
+                self.get_logger().warning(f"step {step}: late {late} ({self.deadline.summary()})",
+                                          throttle_duration_sec=5.0)
+            self._decide(stamp_ns, step, state, obs, a_vla, no_base, info, residual, human)
 
     def _active_intervention(self, stamp_ns: int) -> Optional[np.ndarray]:
         if self.intervention is None:
@@ -206,10 +209,10 @@ class VGMArbiterNode(Node):
             self.get_logger().error(f"{exc}; holding", throttle_duration_sec=2.0)
             return None
 
-    def _decide(self, stamp_ns, step, state, obs, a_vla, info, residual, human):
+    def _decide(self, stamp_ns, step, state, obs, a_vla, no_base, info, residual, human):
         a_res = residual[0] if residual is not None else None
         version = residual[1].policy_version if residual is not None else 0
-        d = self.control.decide(state, obs, a_vla, a_res, human, no_base_reason=f"no base action ({info.status})")
+        d = self.control.decide(state, obs, a_vla, a_res, human, no_base_reason=no_base)
         if d.critic_error:
             self.get_logger().error(d.critic_error, throttle_duration_sec=2.0)
         self._publish(ns_to_stamp(stamp_ns), step, state, d, info.chunk_id, version)
@@ -244,6 +247,9 @@ class VGMArbiterNode(Node):
         if self.marker_pub.get_subscription_count() > 0:
             self.marker_pub.publish(action_markers(state, d.base, d.residual, action, report.lambda_value,
                                                    stamp, self.frame_id))
+
+    def on_shutdown(self):
+        self.get_logger().info(f"stopping: {self.deadline.summary()}")
 
 
 def main(args=None):
