@@ -9,6 +9,10 @@ process, which sees every CommandedAction:
 
     hold_s / hold_steps      kill -> the first command with ``held`` (the arbiter holds the robot);
                              steps = commands sent in between (the chunk in hand, etc.)
+    bridged_by_chunk_in_hand (VLA node) the chunk in hand lasted until the respawned node's first
+                             chunk: no hold was needed (then hold_s is null)
+    unsourced_commands       commands between the kill and that chunk that were neither held nor
+                             from a chunk the dead node had sent (must be 0: nothing is guessed)
     respawn_s                kill -> the respawned process started (launch respawn delay 1 s)
     resume_s                 kill -> the first command after the respawn that is not held and has
                              a residual again, after the hold (the session goes on as before)
@@ -117,10 +121,21 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
         result["killed_at_step"] = int(kill_step)
 
         after = lambda items: items[kill_index:]  # noqa: E731
-        held = log.wait(lambda items: any(m.held for _, m in after(items)) or
+        old_chunks = {m.chunk_id for _, m in log.items[:kill_index]}
+        newest_old = max(old_chunks)   # chunk ids are ms stamps: a respawned VLA node's are larger
+
+        def new_chunk(items):
+            """Index (after the kill) of the first command from the respawned VLA node's chunks.
+            The chunk in hand keeps the base going for up to H steps: the arbiter holds only if it
+            runs out before then."""
+            if node != "vla_chunk_provider":
+                return None
+            return next((k for k, (_, m) in enumerate(after(items)) if m.chunk_id > newest_old), None)
+        held = log.wait(lambda items: any(m.held for _, m in after(items)) or new_chunk(items) is not None or
                         graph.poll()["replay_learner"] is not None, guard_s)
         with log.cond:
-            first_held = next(((k, t, m) for k, (t, m) in enumerate(after(log.items)) if m.held), None)
+            until_new = new_chunk(log.items)   # a hold after the new chunk is another hold
+            first_held = next(((k, t, m) for k, (t, m) in enumerate(after(log.items)[:until_new]) if m.held), None)
         if held and first_held is not None:
             result["hold_s"] = round(first_held[1] - t_kill, 3)
             result["hold_steps"] = first_held[0]
@@ -147,6 +162,15 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
         while time.monotonic() < deadline and graph.poll()["replay_learner"] is None:
             time.sleep(0.2)
         result["learner_exit"] = graph.poll()["replay_learner"]
+        with log.cond:
+            first_new = new_chunk(log.items)
+            gap = after(log.items)[:first_new] if first_new is not None else after(log.items)
+            # Bridged: the base's chunk in hand lasted until the respawned node's first chunk.
+            result["bridged_by_chunk_in_hand"] = first_new is not None and not any(m.held for _, m in gap)
+            # Between the kill and the new chunk, every command is held or comes from a chunk the
+            # dead node had sent: nothing is guessed.
+            result["unsourced_commands"] = sum(1 for _, m in gap if not m.held and m.chunk_id not in old_chunks
+                                               and not m.intervention)
     finally:
         done.set()
         supervisor.join()

@@ -15,8 +15,11 @@ from bench_faults import run_fault  # noqa: E402
 def test_killed_vla_node_holds_respawns_and_the_session_continues(tmp_path):
     r = run_fault("vla_chunk_provider", tmp_path, max_env_steps=120, kill_after=20, guard_s=400)
     assert r["restarts"] == {"vla_chunk_provider": [-9]}, r
-    assert r["hold_steps"] is not None, f"the arbiter never held after the base policy died: {r}"
-    assert r["resume_s"] is not None and r["resume_s"] > r["hold_s"], r
+    # The chunk in hand may bridge the respawn (it covers H steps); if it ran out first, the
+    # arbiter held. Either way no command came from anywhere else.
+    assert r["hold_steps"] is not None or r["bridged_by_chunk_in_hand"], f"neither held nor bridged: {r}"
+    assert r["unsourced_commands"] == 0, r
+    assert r["resume_s"] is not None and (r["hold_s"] is None or r["resume_s"] > r["hold_s"]), r
     assert r["learner_exit"] == 0 and r["finished"] == "step budget", r
     assert r["acknowledged"] == r["on_disk"], r
     assert all(code == 0 for code in r["exit_codes"].values()), r

@@ -90,6 +90,15 @@ def image_source(key: str) -> str:
     return "wrist_image" if "wrist" in low else "depth" if "depth" in low else "image"
 
 
+def transformers_fork_installed() -> bool:
+    """The check LeRobot's pi0 / pi0.5 run after building their model, run before it."""
+    try:
+        from transformers.models.siglip import check
+        return bool(check.check_whether_transformers_replace_is_installed_correctly())
+    except ImportError:
+        return False
+
+
 class LeRobotBackend:
     name = "lerobot"
 
@@ -107,6 +116,11 @@ class LeRobotBackend:
                            f"({type(exc).__name__}: {exc})") from exc
         cfg.device = device
         self.inputs = self._check_features(cfg)   # before the weights: a clear error, not a size mismatch
+        if kind in OPENPI_TYPES and not transformers_fork_installed():
+            # LeRobot would build the whole ~3B-parameter model first and check this afterwards.
+            raise VLAError(f"lerobot backend: LeRobot's {kind} needs a transformers fork "
+                           "(transformers@fix/lerobot_openpi) that is not installed / installable on this stack: "
+                           "serve it with openpi and use vla.backend: openpi")
         try:
             policy_class = get_policy_class(kind)
             self.policy = policy_class.from_pretrained(path, config=cfg, local_files_only=True)
