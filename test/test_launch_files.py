@@ -71,6 +71,21 @@ def test_console_can_be_started_by_the_launch_and_the_classifier_is_optional():
     assert {"keyboard_node", "reward_classifier_node"} <= exes and not logs
 
 
+@pytest.mark.parametrize("graph,names", [("sim_vgm", "camera_depth,pose_tracker,residual_policy,vgm_arbiter"),
+                                         ("franka_vgm", "robot_bridge,camera_depth,pose_tracker,residual_policy,vgm_arbiter")])
+def test_compose_launches_one_container_with_the_named_nodes(graph, names):
+    from launch import LaunchContext
+    from launch.utilities import perform_substitutions
+    nodes, _ = _resolve(ROOT / "launch" / f"{graph}.launch.py", compose=names)
+    containers = [n for n in nodes if n.node_executable == "resrl_container"]
+    assert len(containers) == 1, [n.node_executable for n in nodes]
+    cmd = [perform_substitutions(LaunchContext(), part) for part in containers[0].cmd[1:]]
+    assert cmd[:2] == ["--nodes", names] and "__node:=" not in " ".join(cmd), cmd   # no process-wide rename
+    separate = {s.executable for s in GRAPHS[graph][0](**default_args(graph)) if not s.console}
+    hosted = {f"{n}_node" for n in names.split(",")}
+    assert {n.node_executable for n in nodes if n.node_package == "resrl"} == separate - hosted | {"resrl_container"}
+
+
 def test_graph_has_the_seven_nodes_plus_sim():
     specs = GRAPHS["sim_vgm"][0](**default_args("sim_vgm"))
     names = {s.executable for s in specs}
