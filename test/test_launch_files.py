@@ -175,6 +175,28 @@ def test_ros2_launch_sim_session_runs_and_stops_when_the_learner_is_done(tmp_pat
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "bag").is_dir()
 
 
+@pytest.mark.timeout(300)
+def test_ros2_launch_composed_sim_session_reaches_its_first_evaluation(tmp_path):
+    """The control path in one resrl_container: one demo, one train episode, one evaluation
+    episode, then the session ends (all successes or the step budget) and the launch stops."""
+    extra = tmp_path / "eval_session.yaml"
+    extra.write_text(yaml.safe_dump({"replay_learner": {"ros__parameters": {
+        "session_plan.num_demos": 1, "session_plan.eval_every": 1, "session_plan.eval_episodes": 1,
+        "session_plan.max_env_steps": 150, "learner.warmup_steps": 10, "learner.batch_size": 16,
+        "learner.learning_starts": 16}}}))
+    proc = ros2_launch("sim_vgm.launch.py", f"run_dir:={tmp_path / 'run'}", f"extra_params:={extra}",
+                       "compose:=camera_depth,pose_tracker,residual_policy,vgm_arbiter", cwd=tmp_path)
+    out, timed_out = finish(proc, 240)
+    assert not timed_out, f"the launch did not stop after the session:\n{out[-4000:]}"
+    assert re.search(r"episode +\d+ eval ", out), f"no evaluation episode:\n{out[-4000:]}"
+    assert "session finished" in out, out[-4000:]
+    assert re.search(r"\[resrl_container-\d+\]: process started", out), out[-4000:]
+    for name in ("camera_depth", "pose_tracker", "residual_policy", "vgm_arbiter"):
+        assert not re.search(rf"\[{name}_node-\d+\]", out), f"{name} ran in a process of its own:\n{out[-3000:]}"
+    assert re.search(r"\[resrl_container-\d+\]: process has finished cleanly", out), out[-4000:]
+    assert "Traceback" not in out, out[-4000:]
+
+
 @pytest.mark.timeout(400)
 def test_ros2_launch_franka_without_driver_packages_says_what_to_install(tmp_path):
     """No franka_msgs / vision_msgs here (the stand-ins are not on the path): one line each, then
