@@ -16,6 +16,10 @@ same way, whatever it is doing:
   Whatever a node acknowledged is already on disk then: replay, labels and bag chunks are
   written and fsynced before they are acknowledged, never at exit.
 
+``run_nodes`` hosts several node classes in one process and executor (resrl_container): the same
+phases and stop, every node's ``on_shutdown`` (the last built first), the context shut down once;
+``run_node`` is its one-node case.
+
 The process ends with ``os._exit`` once the stop is done: interpreter teardown (joining the
 executor's pool threads, finalising half-built rclpy objects) adds nothing to what is on disk
 and is where shutdown hangs and stray tracebacks came from.
