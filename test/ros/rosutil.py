@@ -1,6 +1,7 @@
 """Helpers for tests that run real ROS 2 processes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -17,6 +18,19 @@ def install_prefix() -> Path:
         if (Path(prefix) / "share" / "resrl" / "package.xml").is_file():
             return Path(prefix)
     raise RuntimeError("resrl is not installed: run scripts/setup.sh and source scripts/env.sh")
+
+
+@contextlib.contextmanager
+def ros_node(name: str):
+    """A node of this test process, in a context of its own for the block."""
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node(name)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

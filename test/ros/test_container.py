@@ -19,7 +19,7 @@ from resrl import topics
 from resrl.deps import MISSING_DEPENDENCY_EXIT
 from resrl.launch_graph import CONTAINER_EXECUTABLE, sim_graph
 from resrl.launch_runner import command_args
-from rosutil import LineProcess, assert_clean_stop, install_prefix, tracebacks, wait_for
+from rosutil import LineProcess, assert_clean_stop, install_prefix, ros_node, tracebacks, wait_for
 
 GUARD_S = 120.0
 SHARE = install_prefix() / "share" / "resrl"
@@ -69,11 +69,8 @@ def _same(a, b):
 
 @pytest.fixture
 def probe():
-    rclpy.init()
-    node = rclpy.create_node("container_probe")
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
+    with ros_node("container_probe") as node:
+        yield node
 
 
 @pytest.mark.timeout(180)

@@ -7,26 +7,22 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import rclpy
 
 from resrl.launch_graph import DEFAULT_NODE_NAMES, NODE_EXECUTABLES, OPTIONAL_EXECUTABLES
-from rosutil import install_prefix, wait_for
+from rosutil import install_prefix, ros_node, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stand_ins"))
 import stand_ins  # noqa: E402
 
 # The table the container's renames rely on: checked here against the running nodes (and against
-# every node class's source in test/unit/test_container.py, the reward classifier's included).
+# every node class's source in test/unit/test_compose.py, the reward classifier's included).
 NODE_NAMES = {exe: DEFAULT_NODE_NAMES[exe] for exe in NODE_EXECUTABLES}
 
 
 @pytest.fixture(scope="module")
 def observer():
-    rclpy.init()
-    node = rclpy.create_node("exec_observer")
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
+    with ros_node("exec_observer") as node:
+        yield node
 
 
 def test_every_graph_executable_is_installed():
