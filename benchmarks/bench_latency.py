@@ -1,6 +1,6 @@
 """Control-loop latency through the running node graph (real-time mode); prints one JSON object.
 
-    python benchmarks/bench_latency.py [--rate 30] [--seconds 40] [--obs-mode object|image|both]
+    python benchmarks/bench_latency.py [--rate 30] [--seconds 40] [--obs-mode object|image|both] [--compose [NODES]]
 
 Starts the sim_vgm graph with the sim robot on a wall-clock timer (``lockstep: false``) at
 ``--rate`` Hz, no demos (the residual runs from its zero-initialised weights: the cost of a
@@ -42,6 +42,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 NODES = ("sim_robot", "camera_depth", "pose_tracker", "vla_chunk_provider", "residual_policy",
          "vgm_arbiter", "replay_learner", "bag_recorder")
+# --compose without a value: the nodes a real cell would host in one process (issue 16)
+CONTROL_PATH = "camera_depth,pose_tracker,residual_policy,vgm_arbiter"
 
 
 def _percentiles(values) -> dict:
@@ -52,7 +54,8 @@ def _percentiles(values) -> dict:
             "p99_ms": round(float(np.percentile(v, 99)), 2), "max_ms": round(float(v.max()), 2)}
 
 
-def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, train: bool = True) -> dict:
+def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, train: bool = True,
+                  compose: str = "") -> dict:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import Image
@@ -72,7 +75,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     extra = tmp / "latency_params.yaml"
     extra.write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "resrl.launch_runner", "sim_vgm", f"obs_mode:={obs_mode}",
-           f"run_dir:={tmp / 'run'}", f"extra_params:={extra}"]
+           f"run_dir:={tmp / 'run'}", f"extra_params:={extra}", f"compose:={compose}"]
     log = open(tmp / "graph.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
@@ -136,7 +139,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
             per["arbiter_node"].append(cmd_t - max(ready, parts["residual"]))
         per["end_to_end"].append(cmd_t - obs)
     complete = sum(1 for p in steps.values() if "obs" in p and "command" in p)
-    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "steps_observed": len(steps),
+    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose, "steps_observed": len(steps),
             "steps_with_command": complete, "expected_steps": int(rate * seconds),
             **{k: _percentiles(v) for k, v in per.items()}, "graph_log": str(tmp / "graph.log")}
 
@@ -179,10 +182,13 @@ def main(argv=None) -> int:
     ap.add_argument("--da-iters", type=int, default=10)
     ap.add_argument("--no-training", action="store_true",
                     help="learner idle in object mode too (the loop alone; on a robot the learner has its own GPU host)")
+    ap.add_argument("--compose", nargs="?", const=CONTROL_PATH, default="",
+                    help=f"host these nodes in one resrl_container process (launch argument compose:=; "
+                         f"without a value: {CONTROL_PATH}); default: one process per node")
     args = ap.parse_args(argv)
     out = {"cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
     modes = ("object", "image") if args.obs_mode == "both" else (args.obs_mode,)
-    out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i, not args.no_training)
+    out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i, not args.no_training, args.compose)
                     for i, m in enumerate(modes)]
     out["learner_training"] = not args.no_training
     if args.depth_anything:

@@ -71,6 +71,21 @@ def test_console_can_be_started_by_the_launch_and_the_classifier_is_optional():
     assert {"keyboard_node", "reward_classifier_node"} <= exes and not logs
 
 
+@pytest.mark.parametrize("graph,names", [("sim_vgm", "camera_depth,pose_tracker,residual_policy,vgm_arbiter"),
+                                         ("franka_vgm", "robot_bridge,camera_depth,pose_tracker,residual_policy,vgm_arbiter")])
+def test_compose_launches_one_container_with_the_named_nodes(graph, names):
+    from launch import LaunchContext
+    from launch.utilities import perform_substitutions
+    nodes, _ = _resolve(ROOT / "launch" / f"{graph}.launch.py", compose=names)
+    containers = [n for n in nodes if n.node_executable == "resrl_container"]
+    assert len(containers) == 1, [n.node_executable for n in nodes]
+    cmd = [perform_substitutions(LaunchContext(), part) for part in containers[0].cmd[1:]]
+    assert cmd[:2] == ["--nodes", names] and "__node:=" not in " ".join(cmd), cmd   # no process-wide rename
+    separate = {s.executable for s in GRAPHS[graph][0](**default_args(graph)) if not s.console}
+    hosted = {f"{n}_node" for n in names.split(",")}
+    assert {n.node_executable for n in nodes if n.node_package == "resrl"} == separate - hosted | {"resrl_container"}
+
+
 def test_graph_has_the_seven_nodes_plus_sim():
     specs = GRAPHS["sim_vgm"][0](**default_args("sim_vgm"))
     names = {s.executable for s in specs}
@@ -158,6 +173,28 @@ def test_ros2_launch_sim_session_runs_and_stops_when_the_learner_is_done(tmp_pat
         assert re.search(rf"\[{name}_node-\d+\]: process started", out), f"{name} did not start:\n{out[-3000:]}"
     assert "Traceback" not in out, out[-4000:]
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "bag").is_dir()
+
+
+@pytest.mark.timeout(300)
+def test_ros2_launch_composed_sim_session_reaches_its_first_evaluation(tmp_path):
+    """The control path in one resrl_container: one demo, one train episode, one evaluation
+    episode, then the session ends (all successes or the step budget) and the launch stops."""
+    extra = tmp_path / "eval_session.yaml"
+    extra.write_text(yaml.safe_dump({"replay_learner": {"ros__parameters": {
+        "session_plan.num_demos": 1, "session_plan.eval_every": 1, "session_plan.eval_episodes": 1,
+        "session_plan.max_env_steps": 150, "learner.warmup_steps": 10, "learner.batch_size": 16,
+        "learner.learning_starts": 16}}}))
+    proc = ros2_launch("sim_vgm.launch.py", f"run_dir:={tmp_path / 'run'}", f"extra_params:={extra}",
+                       "compose:=camera_depth,pose_tracker,residual_policy,vgm_arbiter", cwd=tmp_path)
+    out, timed_out = finish(proc, 240)
+    assert not timed_out, f"the launch did not stop after the session:\n{out[-4000:]}"
+    assert re.search(r"episode +\d+ eval ", out), f"no evaluation episode:\n{out[-4000:]}"
+    assert "session finished" in out, out[-4000:]
+    assert re.search(r"\[resrl_container-\d+\]: process started", out), out[-4000:]
+    for name in ("camera_depth", "pose_tracker", "residual_policy", "vgm_arbiter"):
+        assert not re.search(rf"\[{name}_node-\d+\]", out), f"{name} ran in a process of its own:\n{out[-3000:]}"
+    assert re.search(r"\[resrl_container-\d+\]: process has finished cleanly", out), out[-4000:]
+    assert "Traceback" not in out, out[-4000:]
 
 
 @pytest.mark.timeout(400)

@@ -29,6 +29,8 @@ class NodeSpec:
     # learner: the arbiter holds the robot while a peer is gone, and the peer picks up from the
     # topics when it is back. The learner resumes from run_dir instead (session resume).
     respawn: bool = False
+    # A resrl_container spec (compose:=...): the nodes it hosts in its one process.
+    members: List["NodeSpec"] = field(default_factory=list)
 
 
 @dataclass
@@ -46,6 +48,56 @@ NODE_EXECUTABLES = (
 )
 # Started only when asked for (launch argument classifier:=<model>): needs a trained model.
 OPTIONAL_EXECUTABLES = ("reward_classifier_node",)
+# The name each node class gives itself (test_node_executables checks it against the running node).
+# The container renames a member only where its launch name differs (-r <default>:__node:=<name>).
+DEFAULT_NODE_NAMES = {
+    "sim_robot_node": "sim_robot", "camera_depth_node": "camera_depth", "pose_tracker_node": "pose_tracker",
+    "vla_chunk_node": "vla_chunk_provider", "residual_policy_node": "residual_policy",
+    "vgm_arbiter_node": "vgm_arbiter", "keyboard_node": "keyboard", "learner_node": "replay_learner",
+    "bag_recorder_node": "bag_recorder", "robot_bridge_node": "robot_bridge",
+    "reward_classifier_node": "reward_classifier",
+}
+# Hosts several node classes in one process (resrl.ros.container): `--nodes camera_depth,pose_tracker`
+# names them by their executable without `_node`.
+CONTAINER_EXECUTABLE = "resrl_container"
+COMPOSE_ARG = LaunchArg("compose", "", "nodes hosted in one resrl_container process, by launch name, comma "
+                        "separated (e.g. camera_depth,pose_tracker,residual_policy,vgm_arbiter); "
+                        "empty = one process per node")
+
+
+def component_name(executable: str) -> str:
+    return executable[:-len("_node")] if executable.endswith("_node") else executable
+
+
+def composed(specs: List[NodeSpec], names: str) -> List[NodeSpec]:
+    """``specs`` with the nodes named in ``names`` (comma separated launch names) replaced by one
+    resrl_container spec, where the first of them was. Topics, parameters and names stay those of
+    the separate processes. The container respawns only if every member would, and ends the
+    session if any member does."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        return specs
+    by_name = {s.name: s for s in specs}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ValueError(f"compose: no node {unknown} in this graph; its nodes: {sorted(by_name)}")
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"compose: a node is named twice in {wanted}")
+    members = [by_name[n] for n in wanted]
+    consoles = [m.name for m in members if m.console]
+    if consoles:
+        raise ValueError(f"compose: {consoles} is the operator console: it needs a terminal (and its 'q' "
+                         "shutdown) of its own")
+    # Every parameter file reaches every node of a process: a '/**' section meant for one member
+    # would reach the others, so members must load the same files.
+    if any(m.params != members[0].params for m in members):
+        raise ValueError(f"compose: {wanted} load different parameter files; compose nodes that share them")
+    container = NodeSpec(CONTAINER_EXECUTABLE, CONTAINER_EXECUTABLE, list(members[0].params),
+                         respawn=all(m.respawn for m in members), ends_session=any(m.ends_session for m in members),
+                         members=members)
+    first = min(specs.index(m) for m in members)
+    rest = [s for s in specs if s.name not in wanted]
+    return rest[:first] + [container] + rest[first:]
 
 SIM_ARGS = [
     LaunchArg("task", "pick_place", "sim task: pick_place | pick_lift"),
@@ -60,6 +112,7 @@ SIM_ARGS = [
     LaunchArg("use_rviz", "false", "start RViz with rviz/resrl.rviz"),
     LaunchArg("extra_params", "", "absolute path of a parameter YAML loaded after config/sim_vgm.yaml "
               "(benchmarks: ablations, session budgets)"),
+    COMPOSE_ARG,
 ]
 
 
@@ -68,7 +121,8 @@ def _truthy(value) -> bool:
 
 
 def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_dir="runs/latest",
-              session="auto", keyboard="false", use_rviz="false", extra_params="", console="terminal") -> List[NodeSpec]:
+              session="auto", keyboard="false", use_rviz="false", extra_params="", console="terminal",
+              compose="") -> List[NodeSpec]:
     """The seven resrl nodes plus the simulated Franka, on simulated time."""
     common = ["config/sim_vgm.yaml"]   # the task itself: config/tasks/<task>.yaml via resrl.sim.load_task_config
     if extra_params:
@@ -89,7 +143,7 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
     ]
     if _truthy(keyboard) or session == "manual":
         specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared), console=True))
-    return _respawning(specs)
+    return composed(_respawning(specs), compose)
 
 
 def _respawning(specs: List[NodeSpec]) -> List[NodeSpec]:
@@ -118,6 +172,7 @@ def _real_args(robot: str) -> List[LaunchArg]:
         LaunchArg("extra_params", "", f"absolute path of a parameter YAML loaded after config/{robot}_vgm.yaml"),
         LaunchArg("classifier", "", "success classifier model (python -m resrl.reward_classifier): a second reward "
                   "source next to the keys; empty = keys only"),
+        COMPOSE_ARG,
     ]
     if robot == "ur":
         args.insert(2, LaunchArg("ur_type", "ur5e", "UR model for the driver (start_driver:=true)"))
@@ -131,7 +186,7 @@ ROBOT_STATE_REMAPS = [(topics.EE_POSE, topics.ROBOT_EE_POSE), (topics.GRIPPER_ST
 
 def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", vla_host="127.0.0.1",
                vla_port="8000", checkpoint="", mode="vgm", obs_mode="object", run_dir="runs/latest",
-               session="manual", extra_params="", classifier="", **_driver_args) -> List[NodeSpec]:
+               session="manual", extra_params="", classifier="", compose="", **_driver_args) -> List[NodeSpec]:
     """The robot bridge + the resrl nodes on wall-clock time (driver, camera and VLA server run
     outside: docs/robots.md). ``_driver_args`` (robot_ip, start_driver, ur_type, use_rviz, console)
     are for the launch file's own actions."""
@@ -155,7 +210,7 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
     if classifier:
         specs.append(NodeSpec("reward_classifier_node", "reward_classifier", common,
                               {**shared, "classifier.model_path": classifier}, remaps))
-    return _respawning(specs)
+    return composed(_respawning(specs), compose)
 
 
 def franka_graph(**args) -> List[NodeSpec]:
@@ -177,4 +232,5 @@ def default_args(graph: str) -> Dict[str, str]:
     return {a.name: a.default for a in GRAPHS[graph][1]}
 
 
-__all__ = ["NodeSpec", "LaunchArg", "GRAPHS", "NODE_EXECUTABLES", "sim_graph", "default_args", "topics"]
+__all__ = ["NodeSpec", "LaunchArg", "GRAPHS", "NODE_EXECUTABLES", "CONTAINER_EXECUTABLE", "composed", "sim_graph",
+           "default_args", "topics"]

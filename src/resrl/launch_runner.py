@@ -7,7 +7,8 @@ files (test/ros/test_graph_integration.py), and the learner's exit code as the c
 (``python -m resrl.launch_runner sim_vgm ...``, used by benchmarks/table1.py and bench_latency.py).
 
 Each NodeSpec of ``resrl.launch_graph`` becomes one OS process running the installed executable
-with the same ``--ros-args`` launch_ros would pass. Ctrl-C (or SIGTERM) stops the graph the way
+with the same ``--ros-args`` launch_ros would pass (a ``compose:=`` group is one resrl_container
+process). Ctrl-C (or SIGTERM) stops the graph the way
 launch does: SIGINT to every node, then SIGTERM, then SIGKILL after grace periods. A node whose
 spec says ``respawn`` is started again when it dies (launch_ros ``respawn``); when any other node
 exits, the whole graph is stopped.
@@ -26,7 +27,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from resrl.launch_graph import GRAPHS, NodeSpec, default_args
+from resrl.launch_graph import DEFAULT_NODE_NAMES, GRAPHS, NodeSpec, component_name, default_args
 
 RESPAWN_DELAY_S = 1.0   # as launch_ros' respawn_delay: a node that dies at start does not spin
 
@@ -51,22 +52,36 @@ def executable_path(name: str) -> str:
     raise FileNotFoundError(f"node executable '{name}' not found under AMENT_PREFIX_PATH/lib/resrl or PATH")
 
 
-def ros_args(spec: NodeSpec, share: Path) -> List[str]:
-    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+def command_args(spec: NodeSpec, share: Path) -> List[str]:
+    """The arguments after the executable: the ``--ros-args`` launch_ros would pass the node
+    (``-r __node:=<name>``, the parameter files, the overrides, the remaps). A resrl_container
+    spec gets ``--nodes`` and the same per member in rcl's node-targeted forms
+    (resrl.ros.container): every argument of a process reaches all of its nodes."""
+    members = spec.members or [spec]
+    args = ["--nodes", ",".join(component_name(m.executable) for m in members)] if spec.members else []
+    args.append("--ros-args")
+    if not spec.members:
+        args += ["-r", f"__node:={spec.name}"]
+    for m in spec.members:
+        default = DEFAULT_NODE_NAMES[m.executable]
+        if m.name != default:
+            args += ["-r", f"{default}:__node:={m.name}"]
     for rel in spec.params:
         path = share / rel
         if not path.is_file():
             raise FileNotFoundError(f"{spec.name}: parameter file {path} does not exist")
         args += ["--params-file", str(path)]
-    if spec.overrides:
-        # A node-scoped params file, last: `-p` overrides are "/**"-scoped and lose against the
-        # node-scoped entries of the YAML files above (launch_ros passes dicts the same way).
+    overrides = {m.name: {"ros__parameters": dict(m.overrides)} for m in members if m.overrides}
+    if overrides:
+        # Node-scoped, last: `-p` overrides are "/**"-scoped and lose against the node-scoped
+        # entries of the YAML files above (launch_ros passes dicts the same way).
         fd, path = tempfile.mkstemp(prefix=f"resrl-{spec.name}-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
-            yaml.safe_dump({spec.name: {"ros__parameters": dict(spec.overrides)}}, f)
+            yaml.safe_dump(overrides, f)
         args += ["--params-file", path]
-    for src, dst in spec.remappings:
-        args += ["-r", f"{src}:={dst}"]
+    for m in members:
+        target = f"{m.name}:" if spec.members else ""
+        args += [a for src, dst in m.remappings for a in ("-r", f"{target}{src}:={dst}")]
     return args
 
 
@@ -84,7 +99,7 @@ class GraphProcess:
             self._start(spec)
 
     def _start(self, spec: NodeSpec) -> None:
-        cmd = [executable_path(spec.executable)] + ros_args(spec, self.share)
+        cmd = [executable_path(spec.executable)] + command_args(spec, self.share)
         out = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,12 @@
 """Helpers for tests that run real ROS 2 processes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +20,19 @@ def install_prefix() -> Path:
     raise RuntimeError("resrl is not installed: run scripts/setup.sh and source scripts/env.sh")
 
 
+@contextlib.contextmanager
+def ros_node(name: str):
+    """A node of this test process, in a context of its own for the block."""
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node(name)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -25,6 +40,62 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+class LineProcess:
+    """A process whose output lines are collected as they come, so a test can wait for a line
+    (an event) instead of a time."""
+
+    def __init__(self, cmd, env=None, guard_s: float = 120.0):
+        self.guard_s = guard_s     # only against a hung test: every wait ends on an event first
+        self.lines = []
+        self.seen = threading.Condition()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     stdin=subprocess.DEVNULL, env=env)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.seen:
+                self.lines.append(line)
+                self.seen.notify_all()
+        with self.seen:
+            self.seen.notify_all()
+
+    def wait_line(self, text: str) -> bool:
+        """Block until a line containing ``text`` was printed (False if the process ended first)."""
+        with self.seen:
+            return self.seen.wait_for(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
+                                      self.guard_s) and any(text in line for line in self.lines)
+
+    def stop(self, sig) -> float:
+        """Send ``sig``; seconds until the process had exited."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=self.guard_s)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        took = time.monotonic() - t0
+        self.reader.join(timeout=self.guard_s)
+        return took
+
+    def wait(self) -> int:
+        """The exit code once the process ended by itself (killed after the guard)."""
+        try:
+            self.proc.wait(timeout=self.guard_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=self.guard_s)
+        return self.proc.returncode
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
 
 
 def spawn_python(script: Path, *args: str) -> subprocess.Popen:
@@ -65,3 +136,15 @@ def tracebacks(out: str) -> bool:
     interpreter exit ("Exception ignored in Future.__del__ ... no attribute '_exception'"): that
     is rclpy's, printed after the node has shut down, and is not counted."""
     return "Traceback" in _RCLPY_GC_NOISE.sub("", out)
+
+
+STOP_CONTRACT_S = 5.0   # resrl.ros.node_main: SIGINT/SIGTERM at any moment -> exit 0 within 5 s
+
+
+def assert_clean_stop(process: LineProcess, took: float, what: str):
+    """The stop contract: exit 0 within STOP_CONTRACT_S, no traceback, no stalled stop."""
+    out = process.out
+    assert process.proc.returncode == 0, f"{what}: exit code {process.proc.returncode}\n{out[-4000:]}"
+    assert took < STOP_CONTRACT_S, f"{what}: took {took:.1f} s to stop\n{out[-4000:]}"
+    assert not tracebacks(out), f"{what}: traceback\n{out[-4000:]}"
+    assert "stop stalled" not in out, f"{what}: the stop watchdog had to end it\n{out[-4000:]}"

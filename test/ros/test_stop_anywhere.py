@@ -8,26 +8,22 @@ seen the announcement, so every case hits the phase it names: no sleeps, no timi
 """
 import os
 import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import rclpy
 
-from rosutil import install_prefix, tracebacks
+from rosutil import LineProcess, assert_clean_stop, install_prefix
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stand_ins"))
 import stand_ins  # noqa: E402
 
-STOP_CONTRACT_S = 5.0
 GUARD_S = 120.0
 
 
-class NodeProcess:
-    """An installed node executable whose output lines are collected as they come."""
+class NodeProcess(LineProcess):
+    """An installed node executable with sim_vgm.yaml and ``params``, announcing its phases."""
 
     def __init__(self, exe, params=(), env=None):
         share = install_prefix() / "share" / "resrl"
@@ -35,53 +31,7 @@ class NodeProcess:
                "--params-file", str(share / "config" / "sim_vgm.yaml")]
         for key, value in params:
             cmd += ["-p", f"{key}:={value}"]
-        env = dict(env or os.environ, RESRL_ANNOUNCE_PHASES="1")
-        self.lines = []
-        self.seen = threading.Condition()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     stdin=subprocess.DEVNULL, env=env)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.seen:
-                self.lines.append(line)
-                self.seen.notify_all()
-        with self.seen:
-            self.seen.notify_all()
-
-    def wait_line(self, text: str) -> bool:
-        """Block until a line containing ``text`` was printed (False if the process ended first)."""
-        with self.seen:
-            return self.seen.wait_for(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
-                                      GUARD_S) and any(text in line for line in self.lines)
-
-    def stop(self, sig) -> float:
-        """Send ``sig``; seconds until the process had exited."""
-        t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=GUARD_S)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        took = time.monotonic() - t0
-        self.reader.join(timeout=GUARD_S)
-        return took
-
-    @property
-    def out(self) -> str:
-        return "".join(self.lines)
-
-
-def _assert_clean_stop(node: NodeProcess, took: float, what: str):
-    out = node.out
-    assert node.proc.returncode == 0, f"{what}: exit code {node.proc.returncode}\n{out[-4000:]}"
-    assert took < STOP_CONTRACT_S, f"{what}: took {took:.1f} s to stop\n{out[-4000:]}"
-    assert not tracebacks(out), f"{what}: traceback\n{out[-4000:]}"
-    assert "stop stalled" not in out, f"{what}: the stop watchdog had to end it\n{out[-4000:]}"
+        super().__init__(cmd, dict(env or os.environ, RESRL_ANNOUNCE_PHASES="1"), GUARD_S)
 
 
 def _env_for(exe):
@@ -112,7 +62,7 @@ def test_signal_in_phase_stops_cleanly(tmp_path, exe, phase, sig):
         if node.proc.poll() is None:
             node.proc.kill()
             node.proc.wait()
-    _assert_clean_stop(node, took, f"{exe} {sig.name} at {phase}")
+    assert_clean_stop(node, took, f"{exe} {sig.name} at {phase}")
     assert "[resrl-phase] exit" in node.out
 
 
@@ -140,6 +90,6 @@ def test_checkpoint_acknowledged_is_on_disk_after_a_stop(tmp_path):
             node.proc.kill()
             node.proc.wait()
     assert response is not None and response.success, response
-    _assert_clean_stop(node, took, "learner SIGTERM after a checkpoint")
+    assert_clean_stop(node, took, "learner SIGTERM after a checkpoint")
     states, _, version, _ = load_checkpoint(tmp_path / "ack.pt")
     assert version == response.version and set(states) == {"residual", "critic"}

@@ -278,6 +278,8 @@ class URDriver:
 
 
 class RobotBridgeNode(Node):
+    executor_threads = 4   # driver state, commands, action/service responses and the control timer at once
+
     def __init__(self):
         super().__init__("robot_bridge")
         p = self.declare_parameter
@@ -555,7 +557,7 @@ class RobotBridgeNode(Node):
 
 
 def main(args=None):
-    return run_node(RobotBridgeNode, args, threads=4)
+    return run_node(RobotBridgeNode, args)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ Besides one ``Node`` per spec:
   starts it in a second terminal (plain ``ros2 run``, works over SSH);
 - a node that exits because a ROS package it needs is missing (resrl.deps) stops the whole graph,
   saying which node and what to install, instead of leaving its peers waiting for it;
-- the node that ``ends_session`` (the learner) stops the graph when its session is over.
+- the node that ``ends_session`` (the learner) stops the graph when its session is over;
+- ``compose:=a,b,c`` hosts those nodes in one resrl_container process (resrl.launch_graph.composed),
+  with the command line resrl.launch_runner gives it too.
 """
 import os
+from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler, Shutdown
@@ -22,7 +25,7 @@ from launch_ros.actions import Node
 
 from resrl.deps import MISSING_DEPENDENCY_EXIT
 from resrl.launch_graph import GRAPHS
-from resrl.launch_runner import RESPAWN_DELAY_S
+from resrl.launch_runner import RESPAWN_DELAY_S, command_args
 
 
 # Seconds from SIGINT (Ctrl-C) to SIGTERM: a loaded 2-core machine needs more than launch's 5 s
@@ -40,7 +43,8 @@ def console_command(spec, share: str) -> str:
 def _exit_handler(spec, node):
     def on_exit(event, context):
         if event.returncode == MISSING_DEPENDENCY_EXIT:
-            why = f"{spec.name} cannot run: a ROS package it needs is missing (its one-line message above)"
+            who = spec.name + (f" ({', '.join(m.name for m in spec.members)})" if spec.members else "")
+            why = f"{who} cannot run: a ROS package it needs is missing (its one-line message above)"
             return [LogInfo(msg=f"resrl: {why}; stopping the graph"), Shutdown(reason=why)]
         if spec.ends_session:
             return [Shutdown(reason=f"{spec.name} exited (code {event.returncode}): session over")]
@@ -62,10 +66,16 @@ def graph_actions(graph: str) -> list:
                 actions.append(LogInfo(msg="resrl operator console (keys, labels, takeover, live status): in a "
                                            f"second terminal run\n    {console_command(spec, share)}"))
                 continue
-            node = Node(package="resrl", executable=spec.executable, name=spec.name, output="screen",
-                        parameters=[os.path.join(share, p) for p in spec.params] + [spec.overrides],
-                        remappings=spec.remappings, sigterm_timeout=STOP_GRACE_S,
-                        respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
+            if spec.members:
+                # No name: launch_ros' `-r __node:=` would give every member the same one.
+                node = Node(package="resrl", executable=spec.executable, exec_name=spec.name, output="screen",
+                            arguments=command_args(spec, Path(share)), sigterm_timeout=STOP_GRACE_S,
+                            respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
+            else:
+                node = Node(package="resrl", executable=spec.executable, name=spec.name, output="screen",
+                            parameters=[os.path.join(share, p) for p in spec.params] + [spec.overrides],
+                            remappings=spec.remappings, sigterm_timeout=STOP_GRACE_S,
+                            respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
             actions += [node, _exit_handler(spec, node)]
         return actions
 

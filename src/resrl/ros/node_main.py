@@ -16,6 +16,10 @@ same way, whatever it is doing:
   Whatever a node acknowledged is already on disk then: replay, labels and bag chunks are
   written and fsynced before they are acknowledged, never at exit.
 
+``run_nodes`` hosts several node classes in one process and executor (resrl_container): the same
+phases and stop, every node's ``on_shutdown`` (the last built first), the context shut down once;
+``run_node`` is its one-node case.
+
 The process ends with ``os._exit`` once the stop is done: interpreter teardown (joining the
 executor's pool threads, finalising half-built rclpy objects) adds nothing to what is on disk
 and is where shutdown hangs and stray tracebacks came from.
@@ -122,18 +126,24 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def launch(module: str) -> int:
-    """What an installed executable runs: the stop handlers first, then the node module's imports
-    (torch and friends take seconds) and its ``main``."""
+def interruptibly(work):
+    """``work()`` under the stop handlers: a signal while it runs (the node modules' imports: torch
+    and friends take seconds) exits 0 quietly, as nothing has been acknowledged yet."""
     stopper = install_stop_handlers()
-    announce("import")
     try:
         with stopper.interruptible():
-            main = importlib.import_module(module).main
+            return work()
     except StopRequested:
         announce("exit")
         _exit(0)
-    return main()
+
+
+def launch(module: str) -> int:
+    """What an installed executable runs: the stop handlers first, then the node module's imports
+    and its ``main``."""
+    install_stop_handlers()
+    announce("import")
+    return interruptibly(lambda: importlib.import_module(module).main)()
 
 
 def _spin(executor, stopper: _Stopper, failure: list) -> None:
@@ -153,21 +163,41 @@ def _context_ok() -> bool:
     return rclpy.ok()
 
 
-def run_node(node_cls, args=None, threads: int = 2) -> int:
+DEFAULT_EXECUTOR_THREADS = 2   # a node class needing more says so: ``executor_threads = 4``
+
+
+def executor_threads(node_cls) -> int:
+    return int(getattr(node_cls, "executor_threads", DEFAULT_EXECUTOR_THREADS))
+
+
+def run_node(node_cls, args=None) -> int:
+    """One node in its own process (every ``<node>_node`` executable)."""
+    return run_nodes([node_cls], args)
+
+
+def run_nodes(node_classes, args=None) -> int:
+    """Several nodes in one process and one executor (``resrl_container``; one node is the same
+    path with a list of one). The executor gets the threads the nodes would have had in processes
+    of their own, so a node that relies on a parallel callback keeps it. A node that cannot be
+    built stops the process the way a single node's process stops: the nodes built before it run
+    their ``on_shutdown``, the one line or traceback is printed, the exit code is its."""
     stopper = install_stop_handlers()
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
-    node = executor = spinner = None
+    nodes: list = []
+    executor = spinner = None
     failure: list = []     # texts to print; non-empty means exit code 1
     exit_code = 1          # the code a failure exits with
+    node_cls = None
     try:
         with stopper.interruptible():
             announce("init")
             # rclpy's own handlers would shut the context down under running callbacks and threads.
             rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
             announce("construct")
-            node = node_cls()
+            for node_cls in node_classes:
+                nodes.append(node_cls())
     except StopRequested:
         pass
     except MissingDependency as exc:
@@ -180,11 +210,12 @@ def run_node(node_cls, args=None, threads: int = 2) -> int:
     except Exception:
         if not stopper.event.is_set():
             failure.append(traceback.format_exc())
-    if node is not None and not stopper.event.is_set() and not failure:
-        executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
+    if nodes and len(nodes) == len(node_classes) and not stopper.event.is_set() and not failure:
+        executor = MultiThreadedExecutor(num_threads=sum(executor_threads(cls) for cls in node_classes))
+        for node in nodes:
+            executor.add_node(node)
         # A node that ends its own session (rclpy.try_shutdown()) stops the process too.
-        node.context.on_shutdown(stopper.event.set)
+        nodes[0].context.on_shutdown(stopper.event.set)
         spinner = threading.Thread(target=_spin, args=(executor, stopper, failure), name="spin", daemon=True)
         spinner.start()
         announce("spin")
@@ -193,28 +224,30 @@ def run_node(node_cls, args=None, threads: int = 2) -> int:
     stopper.event.set()
     stopper.arm_watchdog()
     announce("stop")
-    _stop(node, executor, spinner, failure)
+    _stop(nodes, executor, spinner, failure)
     for text in failure:
         print(text, file=sys.stderr, end="")
     announce("exit")
     _exit(exit_code if failure else 0)
 
 
-def _stop(node, executor, spinner, failure: list) -> None:
-    """No new callbacks, the node's own stop, then the node and the context go."""
+def _stop(nodes, executor, spinner, failure: list) -> None:
+    """No new callbacks, each node's own stop (the last built first), then the nodes and the
+    context go. One node's failing stop does not skip the others'."""
     import rclpy
     if executor is not None:
         executor.wake()
         if spinner is not None:
             spinner.join()
         executor.shutdown(timeout_sec=STOP_DEADLINE_S)   # callbacks in flight finish
-    if node is not None:
+    for node in reversed(nodes):
         try:
             on_shutdown = getattr(node, "on_shutdown", None)
             if on_shutdown is not None:
                 on_shutdown()
         except Exception:
-            failure.append("error while stopping:\n" + traceback.format_exc())
+            failure.append(f"error while stopping {node.get_name()}:\n" + traceback.format_exc())
+    for node in reversed(nodes):
         try:
             node.destroy_node()
         except Exception:
