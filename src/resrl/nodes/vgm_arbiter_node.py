@@ -182,13 +182,13 @@ class VGMArbiterNode(Node):
                 return
             self.pending = None
             self.last_step = step
-            no_base = f"no base action ({info.status})"
-            if self.deadline.hold_reason(late):
-                a_vla, no_base = None, self.deadline.hold_reason(late)
+            no_base = self.deadline.hold_reason(late)
+            if no_base:
+                a_vla = None
             if late:
                 self.get_logger().warning(f"step {step}: late {late} ({self.deadline.summary()})",
                                           throttle_duration_sec=5.0)
-            self._decide(stamp_ns, step, state, obs, a_vla, no_base, info, residual, human)
+            self._decide(stamp_ns, step, state, obs, a_vla, info, residual, human, no_base)
 
     def _active_intervention(self, stamp_ns: int) -> Optional[np.ndarray]:
         if self.intervention is None:
@@ -209,10 +209,11 @@ class VGMArbiterNode(Node):
             self.get_logger().error(f"{exc}; holding", throttle_duration_sec=2.0)
             return None
 
-    def _decide(self, stamp_ns, step, state, obs, a_vla, no_base, info, residual, human):
+    def _decide(self, stamp_ns, step, state, obs, a_vla, info, residual, human, no_base: str = ""):
         a_res = residual[0] if residual is not None else None
         version = residual[1].policy_version if residual is not None else 0
-        d = self.control.decide(state, obs, a_vla, a_res, human, no_base_reason=no_base)
+        d = self.control.decide(state, obs, a_vla, a_res, human,
+                                no_base_reason=no_base or f"no base action ({info.status})")
         if d.critic_error:
             self.get_logger().error(d.critic_error, throttle_duration_sec=2.0)
         self._publish(ns_to_stamp(stamp_ns), step, state, d, info.chunk_id, version)
