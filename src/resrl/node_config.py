@@ -15,7 +15,9 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
+
+from resrl import topics
 
 from resrl.arbiter.chunks import ChunkConfig
 from resrl.arbiter.safety import SafetyConfig
@@ -59,6 +61,63 @@ class ResidualNodeConfig:
     exploration_noise: float = 0.2        # Gaussian std as a fraction of xi, training episodes only
     exploration_noise_clip: float = 0.5
     chunks: ChunkConfig = field(default_factory=ChunkConfig)
+
+
+@dataclass
+class DepthSourceConfig:
+    source: str = "sensor"            # sensor (aligned depth) | depth_anything_v2 (+ checkpoint_dir)
+    checkpoint_dir: str = ""
+    input_size: int = 224             # Depth-Anything-V2 input (px)
+    depth_scale: float = 0.001        # sensor depth units -> m (RealSense 16UC1: mm)
+
+
+@dataclass
+class CameraNodeConfig:
+    image_size: int = 96              # model resolution of RGB + relative depth
+    depth: DepthSourceConfig = field(default_factory=DepthSourceConfig)
+    max_skew_ms: float = 20.0         # colour and depth stamps may differ this much
+    stale_after_ms: float = 0.0       # older frames are not used (0: no staleness check)
+
+
+@dataclass
+class OpenPIEndpoint:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str = ""
+
+
+@dataclass
+class VLASourceConfig:
+    """``vla.*`` of the chunk provider; resrl.vla.base picks the fields its backend's config takes."""
+    backend: str = "sim_scripted"     # sim_scripted | replay | openpi | lerobot
+    horizon: int = 16                 # chunk rows used
+    prefetch_steps: int = 0           # ask for the next chunk while this many rows remain
+    latency_steps: int = 0
+    replay_path: str = ""
+    openpi: OpenPIEndpoint = field(default_factory=OpenPIEndpoint)
+    prompt: str = ""
+    action_space: str = "eef_absolute"   # eef_absolute | joint_velocity (resrl.vla.action_mapping)
+    kinematics: str = "franka"
+    connect_timeout_s: float = 2.0
+    timeout_s: float = 5.0
+    checkpoint_dir: str = ""          # lerobot: a save_pretrained directory
+    device: str = "cpu"
+    # Real backends (openpi, lerobot): inputs and retries.
+    retry_period_s: float = 0.5
+    arm_joints: Tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
+    image_topic: str = topics.COLOR_IMAGE
+    wrist_image_topic: str = ""
+    joint_states_topic: str = topics.JOINT_STATES
+    object_conf_threshold: float = 0.5
+    object_poses_topic: str = topics.OBJECT_POSES
+
+
+@dataclass
+class VLANodeConfig:
+    control_rate_hz: float = 10.0
+    frame_id: str = "fr3_link0"
+    task: str = "pick_place"          # the sim task (sim_scripted backend)
+    vla: VLASourceConfig = field(default_factory=VLASourceConfig)
 
 
 @dataclass

@@ -23,19 +23,21 @@ from resrl.obs_assembly import ObservationAssembler
 from resrl.perception.depth import make_depth_source, resize_area, resize_nearest
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, numpy_to_image, stamp_to_ns
+from resrl.node_config import CameraNodeConfig
 from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.params import declare_dataclass
 
 
 class CameraDepthNode(Node):
     def __init__(self):
         super().__init__("camera_depth")
-        p = self.declare_parameter
-        self.size = p("image_size", 96).value
-        self.source_kind = p("depth.source", "sensor").value
-        self.depth = make_depth_source(self.source_kind, p("depth.checkpoint_dir", "").value,
-                                       p("depth.input_size", 224).value, p("depth.depth_scale", 0.001).value)
-        skew_ns = int(p("max_skew_ms", 20.0).value * 1e6)
-        self.stale_ns = int(p("stale_after_ms", 0.0).value * 1e6)
+        cfg = declare_dataclass(self, CameraNodeConfig)
+        self.size = cfg.image_size
+        self.source_kind = cfg.depth.source
+        self.depth = make_depth_source(cfg.depth.source, cfg.depth.checkpoint_dir, cfg.depth.input_size,
+                                       cfg.depth.depth_scale)
+        skew_ns = int(cfg.max_skew_ms * 1e6)
+        self.stale_ns = int(cfg.stale_after_ms * 1e6)
         self.last_frame = time.monotonic()   # arrival of the last pair (steady clock)
         self.stale = False                   # logged once per outage; cleared by the next fresh pair
         if self.stale_ns > 0:

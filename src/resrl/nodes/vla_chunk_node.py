@@ -30,36 +30,35 @@ from std_msgs.msg import String
 from resrl import topics
 from resrl.actions import ACTION_DIM
 from resrl.msg import ActionChunk, EpisodeEvent, TrackedObjects
+from resrl.node_config import VLANodeConfig
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, pose_stamped_to_state, stamp_to_ns
 from resrl.ros.node_main import run_node
 from resrl.ros.observation import gripper_opening, objects_to_arrays
+from resrl.ros.params import declare_dataclass
 from resrl.vla.backends import VLAError, check_chunk, make_backend
 
 # Backends that talk to a server or run a large model: inference runs off the executor.
 ASYNC_BACKENDS = ("openpi", "lerobot")
-FR3_ARM_JOINTS = [f"fr3_joint{i}" for i in range(1, 8)]
 
 
 class VLAChunkNode(Node):
     def __init__(self):
         super().__init__("vla_chunk_provider")
-        p = self.declare_parameter
-        self.backend_kind = p("vla.backend", "sim_scripted").value
-        self.horizon = p("vla.horizon", 16).value
-        self.prefetch_steps = p("vla.prefetch_steps", 0).value
-        self.latency_steps = p("vla.latency_steps", 0).value
-        self.period_ns = int(round(1e9 / p("control_rate_hz", 10.0).value))
-        self.frame_id = p("frame_id", "fr3_link0").value
+        cfg = declare_dataclass(self, VLANodeConfig)
+        v = self.vla_cfg = cfg.vla
+        self.backend_kind = v.backend
+        self.horizon = v.horizon
+        self.prefetch_steps = v.prefetch_steps
+        self.latency_steps = v.latency_steps
+        self.period_ns = int(round(1e9 / cfg.control_rate_hz))
+        self.frame_id = cfg.frame_id
         self.backend = make_backend(
-            self.backend_kind, task=p("task", "pick_place").value, horizon=self.horizon,
-            replay_path=p("vla.replay_path", "").value,
-            host=p("vla.openpi.host", "127.0.0.1").value, port=p("vla.openpi.port", 8000).value,
-            api_key=p("vla.openpi.api_key", "").value, prompt=p("vla.prompt", "").value,
-            action_space=p("vla.action_space", "eef_absolute").value,
-            kinematics=p("vla.kinematics", "franka").value,
-            connect_timeout_s=p("vla.connect_timeout_s", 2.0).value, timeout_s=p("vla.timeout_s", 5.0).value,
-            checkpoint_dir=p("vla.checkpoint_dir", "").value, device=p("vla.device", "cpu").value)
+            v.backend, task=cfg.task, horizon=v.horizon, replay_path=v.replay_path,
+            host=v.openpi.host, port=v.openpi.port, api_key=v.openpi.api_key, prompt=v.prompt,
+            action_space=v.action_space, kinematics=v.kinematics,
+            connect_timeout_s=v.connect_timeout_s, timeout_s=v.timeout_s,
+            checkpoint_dir=v.checkpoint_dir, device=v.device)
         self.async_mode = self.backend_kind in ASYNC_BACKENDS
         self.lock = threading.Lock()
         self.episode_id = 0
@@ -76,12 +75,12 @@ class VLAChunkNode(Node):
         self.create_subscription(String, topics.TASK_INFO, self._on_task_info, qos.CONTROL)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         if self.async_mode:
-            self._init_async(p)
+            self._init_async(self.vla_cfg)
 
     # --- real backends: camera/joint inputs and the inference worker ---------------------------
-    def _init_async(self, p):
-        self.retry_period_s = p("vla.retry_period_s", 0.5).value
-        self.arm_joints = list(p("vla.arm_joints", FR3_ARM_JOINTS).value)
+    def _init_async(self, v):
+        self.retry_period_s = v.retry_period_s
+        self.arm_joints = list(v.arm_joints)
         self.latest = {"image": None, "wrist_image": None, "joint_position": None}
         self.request = None           # (obs, step, stamp, episode_id) waiting for the worker
         self.busy = False             # a request is queued or being inferred
@@ -89,19 +88,19 @@ class VLAChunkNode(Node):
         self.stopping = False
         self.wake = threading.Condition(self.lock)
         sensor = qos.sensor(self)
-        self.create_subscription(Image, p("vla.image_topic", topics.COLOR_IMAGE).value,
+        self.create_subscription(Image, v.image_topic,
                                  lambda m: self._on_latest("image", m), sensor)
-        wrist_topic = p("vla.wrist_image_topic", "").value
+        wrist_topic = v.wrist_image_topic
         if wrist_topic:
             self.create_subscription(Image, wrist_topic, lambda m: self._on_latest("wrist_image", m), sensor)
-        self.create_subscription(JointState, p("vla.joint_states_topic", topics.JOINT_STATES).value,
+        self.create_subscription(JointState, v.joint_states_topic,
                                  self._on_joints, sensor)
         # A policy with an environment state (a LeRobot ACT on tracked poses) reads the tracker.
         self.num_objects = int(getattr(self.backend, "num_objects", 0))
         if self.num_objects:
-            self.object_conf_threshold = p("vla.object_conf_threshold", 0.5).value
+            self.object_conf_threshold = v.object_conf_threshold
             self.latest["object_poses"] = None
-            self.create_subscription(TrackedObjects, p("vla.object_poses_topic", topics.OBJECT_POSES).value,
+            self.create_subscription(TrackedObjects, v.object_poses_topic,
                                      lambda m: self._on_latest("object_poses", m), sensor)
         self.worker = threading.Thread(target=self._work, name="vla_inference", daemon=True)
         self.worker.start()
