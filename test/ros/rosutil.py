@@ -33,6 +33,35 @@ def ros_node(name: str):
         rclpy.shutdown()
 
 
+class ChunkProbe:
+    """A node of this test process that feeds a VLA node (``_tick`` every ``period_s``, in the
+    subclass) and collects the chunks it publishes; spun in a thread of its own."""
+
+    def __init__(self, name: str):
+        import rclpy
+        from resrl import topics
+        from resrl.msg import ActionChunk
+        from resrl.ros import qos
+        self.node = rclpy.create_node(name)
+        self.chunks = []
+        self.node.create_subscription(ActionChunk, topics.VLA_CHUNK, self.chunks.append, qos.CONTROL)
+
+    def start(self, period_s: float):
+        from rclpy.executors import SingleThreadedExecutor
+        self.node.create_timer(period_s, self._tick)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _tick(self):
+        raise NotImplementedError
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,41 +3,33 @@ state + tracked object poses, trained a few steps and saved by the test, publish
 right shape from the robot's pose, gripper and the pose tracker's objects."""
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 
 from resrl import topics
-from resrl.msg import ActionChunk, TrackedObjectPose, TrackedObjects
+from resrl.msg import TrackedObjectPose, TrackedObjects
 from resrl.ros import qos
 from resrl.ros.convert import numpy_to_pose
-from rosutil import install_prefix, stop_process, tracebacks, wait_for
+from rosutil import ChunkProbe, install_prefix, stop_process, tracebacks, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from lerobot_tiny import ACTION_MEAN, ACTION_STD, save_tiny_policy  # noqa: E402
 
 
-class Feed:
+class Feed(ChunkProbe):
     """EE pose, gripper and two tracked objects at 10 Hz; collects the chunks."""
 
     def __init__(self):
-        self.node = rclpy.create_node("lerobot_vla_probe")
+        super().__init__("lerobot_vla_probe")
         self.pose_pub = self.node.create_publisher(PoseStamped, topics.EE_POSE, qos.SENSOR)
         self.grip_pub = self.node.create_publisher(JointState, topics.GRIPPER_STATE, qos.SENSOR)
         self.obj_pub = self.node.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.SENSOR)
-        self.chunks = []
-        self.node.create_subscription(ActionChunk, topics.VLA_CHUNK, self.chunks.append, qos.CONTROL)
-        self.node.create_timer(0.1, self._tick)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.start(0.1)
 
     def _tick(self):
         stamp = self.node.get_clock().now().to_msg()
@@ -56,10 +48,6 @@ class Feed:
         self.obj_pub.publish(objects)
         self.grip_pub.publish(grip)
         self.pose_pub.publish(pose)
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.mark.timeout(600)

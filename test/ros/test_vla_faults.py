@@ -5,7 +5,6 @@ its executor (the inference sits in a worker thread), and chunks flow again afte
 returns, through a new connection."""
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,14 +13,12 @@ import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.srv import GetParameters
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
 
 from resrl import topics
-from resrl.msg import ActionChunk
 from resrl.ros import qos
 from resrl.ros.convert import numpy_to_image
-from rosutil import install_prefix, stop_process, wait_for
+from rosutil import ChunkProbe, install_prefix, stop_process, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stand_ins"))
 from openpi_server import OpenPIServerStandIn, eef_policy  # noqa: E402
@@ -29,25 +26,19 @@ from openpi_server import OpenPIServerStandIn, eef_policy  # noqa: E402
 READY_Q = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
 
 
-class RobotFeed:
+class RobotFeed(ChunkProbe):
     """Publishes what a Franka + RealSense would at 20 Hz and collects the chunks."""
 
     def __init__(self):
-        self.node = rclpy.create_node("vla_fault_probe")
+        super().__init__("vla_fault_probe")
         sensor = qos.SENSOR
         self.pose_pub = self.node.create_publisher(PoseStamped, topics.EE_POSE, sensor)
         self.joint_pub = self.node.create_publisher(JointState, topics.JOINT_STATES, sensor)
         self.grip_pub = self.node.create_publisher(JointState, topics.GRIPPER_STATE, sensor)
         self.image_pub = self.node.create_publisher(Image, topics.COLOR_IMAGE, sensor)
-        self.chunks = []
-        self.node.create_subscription(ActionChunk, topics.VLA_CHUNK, self.chunks.append, qos.CONTROL)
         self.params = self.node.create_client(GetParameters, "/vla_chunk_provider/get_parameters")
         self.image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-        self.node.create_timer(0.05, self._tick)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.start(0.05)
 
     def _tick(self):
         stamp = self.node.get_clock().now().to_msg()
@@ -75,10 +66,6 @@ class RobotFeed:
             if wait_for(future.done, timeout, 0.01) and future.result().values[0].string_value == "openpi":
                 return True
         return False
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.mark.timeout(120)

@@ -8,7 +8,6 @@ import select
 import signal
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from resrl.ros import qos
 from resrl.ros.convert import numpy_to_pose
 from resrl.srv import ResetEpisode
 from resrl.teleop import GAMEPAD
+from rosutil import wait_for
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TAKEOVER_ROW = re.compile(r"takeover {2,}(\w+)")
@@ -63,15 +63,6 @@ class Console:
             self.proc.wait()
         self.read()
         os.close(self.master)
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.mark.timeout(300)
