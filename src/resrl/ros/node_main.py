@@ -3,8 +3,10 @@
 SIGINT (Ctrl-C, launch's first step) and SIGTERM (launch's second step, `kill`) stop a node the
 same way, whatever it is doing:
 
-* while its modules import or its node is built (model loading, bag ingestion), the signal
-  interrupts that work at once: nothing has been acknowledged yet, so the process just exits 0;
+* while its modules import, the signal exits 0 at once: nothing is built yet;
+* while its node is built (model loading, bag ingestion), the signal interrupts that work
+  (StopRequested): the nodes built before it still run their ``on_shutdown``, and nothing has been
+  acknowledged yet, so the process exits 0;
 * once it runs, the signal only sets a stop flag. The main thread never blocks inside rcl's wait
   (where a Python signal handler cannot run until a message arrives, and a stopping lockstep
   graph sends none): the executor spins in a thread of its own, the main thread waits on an
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import importlib
 import os
 import signal
@@ -58,23 +61,47 @@ def announce(phase: str) -> None:
 class _Stopper:
     def __init__(self):
         self.event = threading.Event()
-        self.interrupt = False         # True inside interruptible(): import, construction
+        self.interrupt = False         # True inside interruptible(): node construction
+        self.exit_at_once = False      # True inside exits_at_once(): the imports
         self.signum = None
         self._watchdog = None
+        self._nudger = None
 
     def handle(self, signum, _frame):
         if self.signum is None:
             self.signum = signum
         self.event.set()
+        if self.exit_at_once:
+            # Nothing is built, so nothing can be lost. Raising instead would be fragile: an
+            # exception raised while a finalizer runs (import churns the gc) is printed as
+            # "Exception ignored" and the import goes on.
+            announce("exit")
+            _exit(0)
         self.arm_watchdog()
         if self.interrupt:
-            self.interrupt = False     # raised once: the stop path itself is never interrupted
+            self._arm_nudger()
             raise StopRequested(signum)
+
+    @contextlib.contextmanager
+    def exits_at_once(self):
+        """A signal inside this block exits the process 0 at once (before any node is built)."""
+        self.exit_at_once = True
+        try:
+            if self.event.is_set():
+                announce("exit")
+                _exit(0)
+            yield
+        finally:
+            self.exit_at_once = False
 
     @contextlib.contextmanager
     def interruptible(self):
         """A signal inside this block raises StopRequested in it. The caller catches it around
-        the ``with``: a signal during enter or exit is then caught too, and none after it."""
+        the ``with``: a signal during enter or exit is then caught too, and none after it.
+        The cyclic gc is off inside the block, so no finalizer runs where the exception would be
+        swallowed; the nudger re-sends the signal should it be swallowed anyway."""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         self.interrupt = True
         try:
             if self.event.is_set():
@@ -82,6 +109,23 @@ class _Stopper:
             yield
         finally:
             self.interrupt = False
+            if gc_was_enabled:
+                gc.enable()
+
+    def _arm_nudger(self) -> None:
+        if self._nudger is None:
+            self._nudger = threading.Thread(target=self._nudge, name="stop_nudger", daemon=True)
+            self._nudger.start()
+
+    def _nudge(self, every_s: float = 0.5) -> None:
+        """While the main thread is still in the interruptible block after the StopRequested was
+        raised, something swallowed it: raise it again."""
+        main = threading.main_thread().ident
+        while True:
+            time.sleep(every_s)
+            if not self.interrupt:
+                return
+            signal.pthread_kill(main, self.signum)
 
     def arm_watchdog(self, deadline_s: float = STOP_DEADLINE_S) -> None:
         if self._watchdog is None:
@@ -127,15 +171,11 @@ def _exit(code: int) -> None:
 
 
 def interruptibly(work):
-    """``work()`` under the stop handlers: a signal while it runs (the node modules' imports: torch
-    and friends take seconds) exits 0 quietly, as nothing has been acknowledged yet."""
+    """``work()`` (the node modules' imports: torch and friends take seconds) under the stop
+    handlers: a signal while it runs exits 0 at once, as nothing has been built or acknowledged."""
     stopper = install_stop_handlers()
-    try:
-        with stopper.interruptible():
-            return work()
-    except StopRequested:
-        announce("exit")
-        _exit(0)
+    with stopper.exits_at_once():
+        return work()
 
 
 def launch(module: str) -> int:

@@ -1,0 +1,105 @@
+"""The stop handlers of resrl.ros.node_main, without ROS: a signal while the node modules import
+exits 0 at once, and a StopRequested that something swallows during construction is raised again.
+
+Each case runs in a subprocess (the handlers are process-wide and end with os._exit); the signal
+goes out once the child printed "ready", and the 60 s waits only guard against a hung child.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+GUARD_S = 60.0
+
+
+def _child(body: str) -> subprocess.Popen:
+    code = textwrap.dedent(body)
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               RESRL_ANNOUNCE_PHASES="1")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _signal_when_ready(proc: subprocess.Popen, sig) -> str:
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.strip() == "ready":
+            proc.send_signal(sig)
+            break
+    rest, _ = proc.communicate(timeout=GUARD_S)
+    return "".join(out) + rest
+
+
+def test_a_signal_during_the_imports_exits_zero_even_inside_a_finalizer():
+    """Import churns the gc; a finalizer that runs when the signal lands must not swallow it
+    (it used to print "Exception ignored ... StopRequested" and go on importing)."""
+    proc = _child("""
+        import gc, time
+        from resrl.ros import node_main
+
+        class Churn:
+            def __init__(self):
+                self.me = self                    # a cycle: only the gc frees it
+            def __del__(self):
+                time.sleep(0.001)                 # the signal tends to land in here
+
+        def imports():
+            print("ready", flush=True)
+            while True:
+                for _ in range(200):
+                    Churn()
+                gc.collect()
+
+        node_main.interruptibly(imports)
+        print("imports returned", flush=True)
+    """)
+    out = _signal_when_ready(proc, signal.SIGINT)
+    assert proc.returncode == 0, out
+    assert "[resrl-phase] exit" in out, out
+    assert "Traceback" not in out and "Exception ignored" not in out, out
+    assert "imports returned" not in out, out
+
+
+def test_a_swallowed_stop_during_construction_is_raised_again():
+    """A constructor that catches everything (here on purpose, in real code a broad except or a
+    finalizer) does not turn a stop into a node that starts anyway."""
+    proc = _child("""
+        import time
+        from resrl.ros import node_main
+
+        stopper = node_main.install_stop_handlers()
+        swallowed = 0
+        try:
+            with stopper.interruptible():
+                print("ready", flush=True)
+                while True:
+                    try:
+                        while True:
+                            time.sleep(0.01)
+                    except BaseException:
+                        swallowed += 1
+                        if swallowed > 1:
+                            raise
+        except node_main.StopRequested:
+            print(f"stopped after {swallowed} swallowed", flush=True)
+    """)
+    out = _signal_when_ready(proc, signal.SIGTERM)
+    assert proc.returncode == 0, out
+    assert "stopped after 2 swallowed" in out, out
+
+
+def test_the_gc_runs_again_after_construction():
+    proc = _child("""
+        import gc
+        from resrl.ros import node_main
+        stopper = node_main.install_stop_handlers()
+        with stopper.interruptible():
+            inside = gc.isenabled()
+        print("gc", inside, gc.isenabled(), flush=True)
+    """)
+    out, _ = proc.communicate(timeout=GUARD_S)
+    assert proc.returncode == 0 and "gc False True" in out, out
