@@ -56,6 +56,9 @@ ARMS = {
     # Each shipped option switched back to the paper's, one at a time (what each change buys).
     "vgm-no-prior": {"mode": "vgm", "vgm": {"lambda_prior": 0.0}},
     "vgm-no-rate-limit": {"mode": "vgm", "vgm": {"max_lambda_rate": None}},
+    # Escape by perturbation: the training exploration noise (0.2 xi, clip 0.5) on the residual
+    # while the escape gate is latched, in evaluation too (VGMConfig.escape_noise).
+    "vgm-escape-noise": {"mode": "vgm", "vgm": {"escape_noise": 0.2, "escape_noise_clip": 0.5}},
 }
 # Warm-up-only: these arms share weights and lambda with static-1 at evaluation (a schedule
 # always applies the residual at its scale when evaluating; TD3 differs only online).

@@ -38,3 +38,9 @@ def as_action(values, dim: int = ACTION_DIM, name: str = "action") -> np.ndarray
     if not np.all(np.isfinite(arr)):
         raise InvalidActionError(f"{name}: non-finite values {arr.tolist()}")
     return arr
+
+
+def explore(a_res: np.ndarray, xi: np.ndarray, std: float, clip: float, rng: np.random.Generator) -> np.ndarray:
+    """Training-episode residual: a_res + clip(N(0, std), -clip, clip) * xi, kept within +-xi."""
+    noise = np.clip(rng.normal(0.0, std, a_res.shape), -clip, clip)
+    return np.clip(a_res + noise * xi, -xi, xi).astype(np.float32)

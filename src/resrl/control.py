@@ -20,7 +20,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from resrl.actions import InvalidActionError
+from resrl.actions import InvalidActionError, explore
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import GateReport, VGMArbiter, compose
 
@@ -44,12 +44,13 @@ class Decision:
     action: np.ndarray                  # (7,) target to command (the hold pose when held)
     composed: Optional[np.ndarray]      # pre-filter candidate: a_VLA + lambda * a_res, or the human's action
     base: np.ndarray                    # a_VLA, or the state when there is none
-    residual: np.ndarray                # a_res as received (zeros when none)
+    residual: np.ndarray                # a_res as composed (zeros when none; perturbed when escape_noise is)
     held: bool
     hold_reason: str
     limits_hit: Tuple[str, ...]
     intervention: bool
     critic_error: str = ""              # the critic raised: the gates saw "no evidence"
+    perturbed: bool = False             # escape_noise was added to the residual this step
 
     @property
     def lambda_per_dim(self) -> np.ndarray:
@@ -69,8 +70,22 @@ class Decision:
 class ControlStep:
     """The arbiter's decision for one control step: gates -> compose -> safety filter."""
 
-    def __init__(self, vgm: VGMArbiter, safety: SafetyFilter, critic: Optional[CriticFn] = None):
+    def __init__(self, vgm: VGMArbiter, safety: SafetyFilter, critic: Optional[CriticFn] = None,
+                 xi: Optional[np.ndarray] = None, seed: Optional[int] = None):
+        """``xi``: the residual bound per dimension (ModelConfig.xi), the unit of ``escape_noise``;
+        ``seed``: its noise generator's (resrl.control.session_seeds: "escape")."""
         self.vgm, self.safety, self.critic = vgm, safety, critic
+        self.xi = None if xi is None else np.asarray(xi, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def _escape_perturbation(self, a_res, report: GateReport):
+        """a_res perturbed while the escape gate is latched (VGMConfig.escape_noise > 0), else None."""
+        cfg = self.vgm.config
+        if a_res is None or cfg.escape_noise <= 0.0 or self.vgm.mode != "vgm" or not report.escape_latched:
+            return None
+        if self.xi is None:
+            raise ValueError("VGMConfig.escape_noise needs the residual bound: ControlStep(..., xi=ModelConfig.xi)")
+        return explore(np.asarray(a_res, np.float32), self.xi, cfg.escape_noise, cfg.escape_noise_clip, self.rng)
 
     def reset(self) -> None:
         """A new episode: gate windows, latches and the held gripper command start over."""
@@ -93,6 +108,9 @@ class ControlStep:
             except Exception as exc:   # a broken critic must not move the robot: the gates see no evidence
                 critic_error = f"critic failed: {exc}"
         report = self.vgm.step(q_comb, q_base, value)
+        perturbed = None if takeover else self._escape_perturbation(a_res, report)
+        if perturbed is not None:
+            a_res = perturbed   # what is composed is what is stored: the critic learns what ran
         hold_reason = ""
         if takeover:
             candidate = np.asarray(human, dtype=np.float32)
@@ -112,7 +130,7 @@ class ControlStep:
         base = np.asarray(a_vla if a_vla is not None else state, dtype=np.float32)
         residual = np.asarray(a_res, np.float32) if a_res is not None else np.zeros(7, np.float32)
         return Decision(report, np.asarray(action, np.float32), candidate, base, residual, bool(held), hold_reason,
-                        tuple(limits), takeover, critic_error)
+                        tuple(limits), takeover, critic_error, perturbed is not None)
 
 
 LATE_POLICIES = ("base", "hold")
@@ -187,4 +205,4 @@ class StepDeadline:
 def session_seeds(seed: int) -> dict:
     """Per-component seeds of one session (the residual node's exploration noise, the simulated
     tracker's noise): the nodes and the in-process runner derive them here, not by convention."""
-    return {"exploration": seed + 7, "tracker": seed + 11}
+    return {"exploration": seed + 7, "tracker": seed + 11, "escape": seed + 17}

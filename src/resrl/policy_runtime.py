@@ -37,12 +37,6 @@ def to_batch(obs: Dict[str, np.ndarray], obs_mode: str, repeat: int = 1) -> Dict
     return batch
 
 
-def explore(a_res: np.ndarray, xi: np.ndarray, std: float, clip: float, rng: np.random.Generator) -> np.ndarray:
-    """Training-episode residual: a_res + clip(N(0, std), -clip, clip) * xi, kept within +-xi."""
-    noise = np.clip(rng.normal(0.0, std, a_res.shape), -clip, clip)
-    return np.clip(a_res + noise * xi, -xi, xi).astype(np.float32)
-
-
 class WeightsError(ValueError):
     """A weights message could not be applied; the previous weights stay in use."""
 

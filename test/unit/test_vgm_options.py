@@ -119,3 +119,58 @@ def test_greedy_hold_repeats_the_signed_decision():
 def test_option_constants_are_checked(bad):
     with pytest.raises(ValueError):
         VGMConfig(**bad)
+
+
+# --- escape by perturbation (escape_noise), applied by the control step -------------------------
+XI = np.array([0.03, 0.03, 0.03, 0.1, 0.1, 0.1, 1.0], np.float32)
+STATE = np.array([0.5, 0, 0.2, 0, 0, 0, 0], np.float32)
+A_VLA = np.array([0.5, 0, 0.2, 0, 0, 0, 1.0], np.float32)
+A_RES = np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)
+
+
+def _escape_step(values, seed=3, **vgm):
+    """A control step whose critic reports V = values[t] (no greedy evidence), the decisions."""
+    from resrl.arbiter.safety import SafetyConfig, SafetyFilter
+    from resrl.control import ControlStep
+    trace = iter(values)
+    step = ControlStep(VGMArbiter(VGMConfig(W_e=3, **vgm)), SafetyFilter(SafetyConfig(max_step_translation=1.0)),
+                       critic=lambda *_: (FLAT, FLAT, next(trace)), xi=XI, seed=seed)
+    return [step.decide(STATE, {"x": 1}, A_VLA, A_RES) for _ in values]
+
+
+def test_escape_noise_perturbs_the_residual_only_while_the_escape_gate_is_latched():
+    stalled = _escape_step([0.5] * 8, escape_noise=0.2)
+    latched = [d.report.escape_latched for d in stalled]
+    assert latched == [False] * 3 + [True] * 5            # no progress over W_e = 3 steps
+    for d in stalled:
+        assert d.perturbed == d.report.escape_latched
+        if d.perturbed:
+            assert not np.allclose(d.residual, A_RES) and np.all(np.abs(d.residual) <= XI + 1e-7)
+            np.testing.assert_allclose(d.composed, A_VLA + d.lambda_per_dim * d.residual, atol=1e-6)
+            np.testing.assert_array_equal(d.record.residual, d.residual)   # stored = what ran
+        else:
+            np.testing.assert_array_equal(d.residual, A_RES)
+    rising = _escape_step([0.1 * t for t in range(8)], escape_noise=0.2)
+    assert not any(d.perturbed for d in rising)
+
+
+def test_escape_noise_is_seeded_off_by_default_and_off_outside_vgm_mode():
+    runs = [[d.residual for d in _escape_step([0.5] * 6, seed=s, escape_noise=0.2)] for s in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0][-1], runs[2][-1])
+    assert not any(d.perturbed for d in _escape_step([0.5] * 6))                        # default 0
+    assert not any(d.perturbed for d in _escape_step([0.5] * 6, mode="static", escape_noise=0.2))
+    assert VGMConfig.paper().escape_noise == 0.0
+
+
+def test_escape_noise_without_the_residual_bound_is_refused():
+    from resrl.arbiter.safety import SafetyFilter
+    from resrl.control import ControlStep
+    step = ControlStep(VGMArbiter(VGMConfig(W_e=1, escape_noise=0.2)), SafetyFilter(),
+                       critic=lambda *_: (FLAT, FLAT, 0.5))
+    step.decide(STATE, {"x": 1}, A_VLA, A_RES)
+    with pytest.raises(ValueError, match="xi"):
+        for _ in range(3):
+            step.decide(STATE, {"x": 1}, A_VLA, A_RES)
+    with pytest.raises(ValueError):
+        VGMConfig(escape_noise=-0.1)

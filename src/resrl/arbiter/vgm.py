@@ -31,6 +31,8 @@ switches all of them off and is exactly the gate above:
 * smooth authority (``max_lambda_rate``): lambda moves at most this much per step; after a reset
   it starts from the prior.
 * greedy horizon (``greedy_hold_steps``): a fired greedy decision holds for N steps.
+* escape by perturbation (``escape_noise``, off by default): while the escape gate is latched the
+  control step (resrl.control) perturbs the residual, as training exploration does.
 """
 from __future__ import annotations
 
@@ -80,6 +82,13 @@ class VGMConfig:
     # 15 steps is ~0.5 s at 30 Hz; over that a succeeding episode's V rises by well over 0.01.
     W_e: int = 15
     eta_e: float = 0.01
+    # Escape by perturbation (beyond the paper; 0: off): while the escape gate is latched, the
+    # control step adds clip(N(0, escape_noise), +-escape_noise_clip) * xi to the residual, in
+    # evaluation too. The stagnation trap's exit measured as a perturbation, not a correction
+    # (BENCHMARKS.md, "Suite"); the paper's escape gate only raises lambda, which a residual at
+    # lambda 1 already has.
+    escape_noise: float = 0.0
+    escape_noise_clip: float = 0.5
     # Lambda used in "static" mode (the static-residual baseline).
     lambda_static: float = 0.5
     # Largest change of lambda per step in "vgm" mode; None or 0 disables the limit. 0.25: a 0->1
@@ -111,6 +120,8 @@ class VGMConfig:
 
     def __post_init__(self) -> None:
         _check_mode(self.mode)
+        if not (self.escape_noise >= 0.0 and self.escape_noise_clip >= 0.0):
+            raise ValueError("VGMConfig.escape_noise and escape_noise_clip must be >= 0")
         for name in ("alpha", "beta", "gamma", "eps_A", "delta_r", "eta_e", "value_min", "value_max"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"VGMConfig.{name} must be finite")

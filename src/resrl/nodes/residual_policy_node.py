@@ -16,7 +16,8 @@ from resrl import topics
 from resrl.control import session_seeds
 from resrl.msg import EpisodeEvent, PolicyWeights, ResidualAction
 from resrl.node_config import ResidualNodeConfig, SharedConfig
-from resrl.policy_runtime import PolicyRuntime, WeightsError, explore
+from resrl.actions import explore
+from resrl.policy_runtime import PolicyRuntime, WeightsError
 from resrl.ros import qos
 from resrl.ros.chunks import ChunkSubscriber
 from resrl.ros.convert import ns_to_stamp

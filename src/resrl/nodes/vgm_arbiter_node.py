@@ -22,7 +22,7 @@ from resrl import topics
 from resrl.actions import GRIPPER, InvalidActionError, as_action
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
-from resrl.control import ControlStep, Decision, StepDeadline
+from resrl.control import ControlStep, Decision, StepDeadline, session_seeds
 from resrl.node_config import ArbiterNodeConfig, SharedConfig
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention, PolicyWeights, ResidualAction
 from resrl.policy_runtime import PolicyRuntime, WeightsError
@@ -53,7 +53,8 @@ class VGMArbiterNode(Node):
         self.safety = SafetyFilter(self.shared.safety)
         self.vgm = VGMArbiter(self.cfg.vgm)
         self.critic = PolicyRuntime("critic", self.model_cfg, threads=self.shared.torch_threads)
-        self.control = ControlStep(self.vgm, self.safety, self.critic.critic)
+        self.control = ControlStep(self.vgm, self.safety, self.critic.critic, xi=self.model_cfg.xi,
+                                   seed=session_seeds(self.shared.seed)["escape"])
 
         self.lock = threading.RLock()
         self.episode_id = 0

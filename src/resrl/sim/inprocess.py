@@ -34,7 +34,7 @@ from resrl.control import ControlStep, session_seeds
 from resrl.models import build_critic, build_residual
 from resrl.node_config import REPO, episode_buffers, learner_overrides, load_graph, make_buffers, obs_spec
 from resrl.perception.pose_tracking import SimulatedTrackers
-from resrl.policy_runtime import explore as explore_residual
+from resrl.actions import explore as explore_residual
 from resrl.policy_runtime import gate_inputs, to_batch
 from resrl.recorder import EpisodeRecorder, Terminal, command
 from resrl.session import EpisodeRecord, SessionPlan, SessionStore
@@ -91,7 +91,8 @@ class InProcessSession:
         # The arbiter's own control step, safety config and critic call (resrl.control).
         self.control = ControlStep(VGMArbiter(vgm_cfg), SafetyFilter(graph.shared.safety),
                                    critic=lambda obs, a_vla, a_res: gate_inputs(self.critic, obs, a_vla, a_res,
-                                                                                  "object"))
+                                                                                  "object"),
+                                   xi=self.model_cfg.xi, seed=seeds["escape"])
         self.plan = SessionPlan(_replace(graph.learner.session_plan, cfg.session, "session_plan"), cfg.seed)
         learner_cfg, algo_cfgs = load_configs(cfg.learner_yaml)
         learner_cfg = dataclasses.replace(learner_cfg, **{**learner_overrides(graph.learner), **cfg.learner,
