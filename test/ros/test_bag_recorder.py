@@ -90,7 +90,16 @@ def test_recorded_bag_replays_into_the_learners_transitions(tmp_path):
             assert ep.success == other.success
 
 
-@pytest.mark.timeout(60)
+def _flushed_count(bag) -> int:
+    """Messages the bag's metadata.yaml says are on disk (-1 before the first flush)."""
+    import yaml
+    try:
+        return int(yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["message_count"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return -1
+
+
+@pytest.mark.timeout(120)
 def test_killed_recorder_leaves_a_readable_bag(tmp_path):
     from resrl.msg import EpisodeEvent
     log = open(tmp_path / "recorder.log", "w")
@@ -104,10 +113,11 @@ def test_killed_recorder_leaves_a_readable_bag(tmp_path):
         for i in range(20):
             pub.publish(EpisodeEvent(event=EpisodeEvent.START, episode_id=i, note="train"))
             time.sleep(0.01)
-        time.sleep(1.0)          # several flush periods
-        # ... and on a loaded machine wait until a flush has reached the disk before the kill.
-        wait_for(lambda: any(f.stat().st_size > 0 for f in (tmp_path / "bag").glob("*.mcap")), 10, 0.1)
-        time.sleep(0.5)
+        # Kill once a flush holding all 20 is on disk: the recorder rewrites metadata.yaml after
+        # each fsynced flush, so its message count is the event (no fixed wait).
+        assert wait_for(lambda: _flushed_count(tmp_path / "bag") == 20 or recorder.poll() is not None, 60, 0.05), \
+            (tmp_path / "recorder.log").read_text()
+        assert recorder.poll() is None, (tmp_path / "recorder.log").read_text()
         recorder.send_signal(signal.SIGKILL)
         recorder.wait(timeout=10)
     finally:
