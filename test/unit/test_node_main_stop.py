@@ -75,9 +75,10 @@ def test_a_swallowed_stop_during_construction_is_raised_again():
         swallowed = 0
         try:
             with stopper.interruptible():
-                print("ready", flush=True)
                 while True:
                     try:
+                        if not swallowed:
+                            print("ready", flush=True)   # inside the try: the first stop is swallowed
                         while True:
                             time.sleep(0.01)
                     except BaseException:
