@@ -24,9 +24,11 @@ from resrl.arbiter.safety import SafetyConfig
 from resrl.arbiter.vgm import VGMConfig
 from resrl.configs import ConfigError, from_dict, load_yaml
 from resrl.models.config import ModelConfig, obs_spec  # noqa: F401  (re-exported: the runners take it from here)
-from resrl.perception.pose_tracking import TrackerNoiseConfig
+from resrl.perception.pose_tracking import IDENTITY_POSE, TrackerNoiseConfig
 from resrl.recorder import episode_buffers  # noqa: F401  (re-exported for the runners)
+from resrl.robots.common import BridgeConfig
 from resrl.session import SessionConfig
+from resrl.teleop import TeleopConfig
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -159,9 +161,135 @@ class PoseTrackerSimConfig:
     noise: TrackerNoiseConfig = field(default_factory=TrackerNoiseConfig)
 
 
-# Node name -> the dataclasses its parameters fill (prefix "" = top level). Nodes not listed here
-# declare their parameters themselves; test/unit/test_config_tree.py checks their keys against
-# the names they declare.
+
+# --- the nodes that take no SharedConfig (they declare these with declare_dataclass, prefix "") ---
+# Their names, types and defaults are the ones each node declared by hand before (a name here is a
+# name in config/*.yaml and the launch overrides: never rename one). A field with
+# metadata={"default_from": f} gets its default from the fields declared before it
+# (resrl.ros.params.declare_dataclass); its static default is that value at the other defaults.
+
+@dataclass
+class SimRobotNodeConfig:
+    """``sim_robot``: the simulated Franka (MuJoCo) behind the real drivers' topics."""
+    lockstep: bool = True               # step only when the command for the published stamp arrived
+    lockstep_timeout_s: float = 2.0     # lockstep: re-send observation t after this long without a command (wall s)
+    frame_id: str = "fr3_link0"         # robot base frame of poses and tracked objects
+    camera_frame: str = "camera_color_optical_frame"
+    seed: int = 0                       # the sim's seed (first reset, scripted expert)
+    obs_mode: str = "object"            # object | image; only decides render's default here
+    # Render colour + depth. Default: obs_mode == "image" (the value of obs_mode this node got); a
+    # BOOL parameter as before, so render:=true / false overrides the derived default.
+    render: bool = field(default=False, metadata={"default_from": lambda v: v["obs_mode"] == "image"})
+    camera_size: int = 96               # rendered image width = height (px)
+    task: str = "pick_place"            # config/tasks/<task>.yaml
+    control_rate_hz: float = 10.0       # physics steps one control period per command
+    scripted_expert: bool = True        # plays the teleoperator in "demo" episodes
+
+
+def _session_topics() -> Tuple[str, ...]:
+    # Imported here: rosbags loads only when the default is asked for.
+    from resrl.bags.schema import SESSION_TOPICS
+    return tuple(SESSION_TOPICS)
+
+
+@dataclass
+class BagRecorderNodeConfig:
+    """``bag_recorder``: the session bag."""
+    run_dir: str = "runs/latest"        # the bag goes to <run_dir>/bag (bag_1, bag_2, ... when taken)
+    bag_path: str = ""                  # explicit bag folder instead ("" = under run_dir)
+    storage: str = "mcap"               # mcap | sqlite3
+    flush_period_s: float = 1.0         # a killed session loses at most this much of the bag (wall s)
+    topics: Tuple[str, ...] = field(default_factory=_session_topics)   # a subset of resrl.bags.schema.SESSION_TOPICS
+
+
+@dataclass
+class ClassifierParams:
+    model_path: str = ""                # python -m resrl.reward_classifier --out ...; required
+    threshold: float = -1.0             # P(success) that calls success; < 0: the model's own
+    consecutive: int = 0                # frames above threshold in a row; <= 0: the model's own
+    override_window_s: float = 0.5      # a key (or any other source) within this long wins (wall s)
+
+
+@dataclass
+class ClassifierObservation:
+    """``model.*`` the classifier's observation needs (the same names as ModelConfig's, in /**)."""
+    num_objects: int = 1                # tracked object slots; must match the model's features
+    conf_threshold: float = 0.5         # below this a tracked pose counts as lost (zeros)
+
+
+@dataclass
+class RewardClassifierNodeConfig:
+    """``reward_classifier``: the learned success detector, a second reward source."""
+    classifier: ClassifierParams = field(default_factory=ClassifierParams)
+    model: ClassifierObservation = field(default_factory=ClassifierObservation)
+    max_skew_ms: float = 0.0            # observation parts may differ this much in stamp
+
+
+@dataclass
+class DetectionParams:
+    """``tracker.detection.*`` (backends detection3d and foundationpose): resrl.perception.pose_tracking.DetectionTrackerConfig + the input topic."""
+    topic: str = topics.FOUNDATIONPOSE_OUTPUT    # detection3d: the vision_msgs/Detection3DArray topic
+    object_ids: Tuple[str, ...] = ()             # class ids in object-slot order; empty: arrival order (a STRING_ARRAY)
+    camera_pose_in_base: Tuple[float, ...] = IDENTITY_POSE   # [x y z qx qy qz qw] of the camera in the base frame
+    base_frame: str = "fr3_link0"
+
+
+@dataclass
+class FoundationPoseParams:
+    """``tracker.foundationpose.*`` (backend foundationpose, in-process FoundationPose + SAM2)."""
+    repo_dir: str = ""                  # the FoundationPose checkout
+    mesh_file: str = ""                 # the object's mesh
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_s.yaml"
+    sam2_checkpoint: str = ""
+    prompt_box: Tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)   # SAM2 box prompt [x0 y0 x1 y1] px
+    depth_scale: float = 0.001          # sensor depth units -> m
+
+
+@dataclass
+class TrackerParams:
+    backend: str = "sim"                # sim | passthrough | detection3d | foundationpose
+    input_topic: str = topics.OBJECT_POSES_GT    # sim / passthrough: TrackedObjects in
+    noise: TrackerNoiseConfig = field(default_factory=TrackerNoiseConfig)   # sim backend
+    detection: DetectionParams = field(default_factory=DetectionParams)
+    foundationpose: FoundationPoseParams = field(default_factory=FoundationPoseParams)
+
+
+@dataclass
+class PoseTrackerNodeConfig:
+    """``pose_tracker``: object poses with confidence. Every backend's knobs are declared; each
+    backend reads its own."""
+    tracker: TrackerParams = field(default_factory=TrackerParams)
+    seed: int = 0                       # the session seed (the sim tracker's: resrl.control.session_seeds)
+    max_skew_ms: float = 20.0           # foundationpose: colour and depth stamps may differ this much
+
+
+@dataclass
+class KeyboardNodeConfig:
+    """``keyboard``: the operator console. The per-device mappings (``spacemouse.*``, ``gamepad.*``:
+    resrl.teleop.DEVICES) are declared by the node for the devices it opens."""
+    control_rate_hz: float = 15.0       # device takeover: Interventions at this rate
+    devices: Tuple[str, ...] = ("spacemouse", "gamepad")   # takeover devices to open (resrl.teleop.DEVICES)
+    spacemouse_twist_topic: str = "/spacenav/twist"
+    spacemouse_joy_topic: str = "/spacenav/joy"
+    gamepad_joy_topic: str = "/joy"
+    console: bool = True                # false: no keys even on a terminal
+    teleop: TeleopConfig = field(default_factory=TeleopConfig)
+
+
+@dataclass
+class RobotBridgeNodeConfig:
+    """``robot_bridge``: the real arm's driver behind resrl's topics. The driver's own
+    (``franka.*`` / ``ur.*``: resrl.robots) are declared for the robot it drives."""
+    robot: str = "franka"               # franka | ur
+    control_rate_hz: float = 15.0       # one state snapshot per control period
+    require_gripper_state: bool = True  # a stale gripper state stops the arm, as a stale pose does
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+
+# Node name -> the dataclasses its parameters fill (prefix "" = top level): the nodes that also
+# take SharedConfig, whose YAML the in-process runner loads (split / load_graph). The nodes not
+# listed here declare their own dataclass (CameraNodeConfig, VLANodeConfig, SimRobotNodeConfig, ...)
+# and no SharedConfig; test/unit/test_config_tree.py checks their keys against the names they
+# declare, read from the node's source.
 NODE_CONFIGS: Dict[str, Dict[str, type]] = {
     "vgm_arbiter": {"": ArbiterNodeConfig},
     "residual_policy": {"": ResidualNodeConfig},

@@ -159,3 +159,103 @@ def test_declare_dataclass_and_the_loader_agree_on_names():
         declared.clear()
         declare_dataclass(Recorder(), cls)
         assert sorted(declared) == sorted(field_names(cls)), cls.__name__
+
+
+# What each node declared by hand before it declared a dataclass from resrl.node_config (issue 12),
+# copied literally from that code, plus the names it already took from a dataclass then (those
+# dataclasses did not change). The conversion renamed nothing: the declared set is the same.
+_TRACKER_NOISE = [f"tracker.noise.{f}" for f in
+                  ("max_pos_noise_m", "max_rot_noise_rad", "dropout_prob", "dropout_steps", "lost_confidence")]
+HAND_DECLARED = {
+    "resrl.nodes.sim_robot_node": {
+        "lockstep", "lockstep_timeout_s", "frame_id", "camera_frame", "seed", "obs_mode", "render",
+        "camera_size", "task", "control_rate_hz", "scripted_expert"},
+    "resrl.nodes.bag_recorder_node": {"run_dir", "bag_path", "storage", "flush_period_s", "topics"},
+    "resrl.nodes.reward_classifier_node": {
+        "classifier.model_path", "classifier.threshold", "classifier.consecutive", "classifier.override_window_s",
+        "model.num_objects", "model.conf_threshold", "max_skew_ms"},
+    "resrl.nodes.pose_tracker_node": {
+        "tracker.backend", "tracker.input_topic", *_TRACKER_NOISE, "seed",
+        "tracker.detection.topic", "tracker.detection.object_ids", "tracker.detection.camera_pose_in_base",
+        "tracker.detection.base_frame",
+        "tracker.foundationpose.repo_dir", "tracker.foundationpose.mesh_file", "tracker.foundationpose.sam2_config",
+        "tracker.foundationpose.sam2_checkpoint", "tracker.foundationpose.prompt_box",
+        "tracker.foundationpose.depth_scale", "max_skew_ms"},
+    # (+ the per-device "<device>.<field>" names, still declared in a loop over the devices opened)
+    "resrl.nodes.keyboard_node": {
+        "control_rate_hz", "devices", "spacemouse_twist_topic", "spacemouse_joy_topic", "gamepad_joy_topic",
+        "console", *[f"teleop.{f}" for f in ("step_m", "success_reward", "max_linear_speed", "max_angular_speed",
+                                              "max_lead_m", "deadzone", "input_timeout_s", "operator_yaw_deg")]},
+    "resrl.nodes.robot_bridge_node": {"robot", "control_rate_hz", "require_gripper_state"},
+}
+
+
+def _old_dataclass_names(module: str) -> set:
+    if module != "resrl.nodes.robot_bridge_node":
+        return set()
+    from resrl.robots import franka, ur
+    from resrl.robots.common import BridgeConfig
+    return set(field_names(BridgeConfig, "bridge")) | set(field_names(franka.FrankaConfig, "franka")) | \
+        set(field_names(ur.URConfig, "ur"))
+
+
+def _literal_declarations(module_name: str) -> list:
+    tree = ast.parse(Path(importlib.import_module(module_name).__file__).read_text())
+    return [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and n.args
+            and isinstance(n.args[0], ast.Constant)
+            and (n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")) in
+            ("declare_parameter", "p")]
+
+
+@pytest.mark.parametrize("module", sorted(HAND_DECLARED), ids=lambda m: m.rsplit(".", 1)[1])
+def test_converted_nodes_declare_exactly_the_names_they_declared_by_hand(module):
+    old = HAND_DECLARED[module] | _old_dataclass_names(module) | {"reliable_sensors"}   # qos.sensor()
+    assert _declared_by_source(module) == old
+    assert not _literal_declarations(module), "declared by hand again: put it in resrl.node_config"
+
+
+def test_converted_node_configs_declare_their_names_types_and_derived_defaults():
+    """Through rclpy: the names declare_dataclass declares are field_names', the types are the old
+    ones (render stays BOOL with its obs_mode-derived default, an empty string list stays a
+    STRING_ARRAY), and overrides still win."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from resrl.node_config import (BagRecorderNodeConfig, KeyboardNodeConfig, PoseTrackerNodeConfig,
+                                   RewardClassifierNodeConfig, RobotBridgeNodeConfig, SimRobotNodeConfig)
+    classes = (SimRobotNodeConfig, BagRecorderNodeConfig, RewardClassifierNodeConfig, PoseTrackerNodeConfig,
+               KeyboardNodeConfig, RobotBridgeNodeConfig)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    made = []
+
+    def declare(cls, **overrides):
+        node = rclpy.create_node(f"config_tree_{len(made)}", context=context,
+                                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        made.append(node)
+        builtin = set(node._parameters)   # use_sim_time, start_type_description_service, ...
+        cfg = declare_dataclass(node, cls)
+        node.declared = set(node._parameters) - builtin
+        return node, cfg
+
+    try:
+        for cls in classes:
+            node, cfg = declare(cls)
+            assert node.declared == set(field_names(cls)), cls.__name__
+            assert cfg == cls(), cls.__name__    # unset: the dataclass defaults
+        node, cfg = declare(SimRobotNodeConfig)
+        assert cfg.render is False and node.get_parameter("render").type_ == Parameter.Type.BOOL
+        assert declare(SimRobotNodeConfig, obs_mode="image")[1].render is True
+        assert declare(SimRobotNodeConfig, obs_mode="image", render=False)[1].render is False
+        assert declare(SimRobotNodeConfig, render=True)[1].render is True
+        node, cfg = declare(PoseTrackerNodeConfig)
+        assert cfg.tracker.detection.object_ids == ()
+        assert node.describe_parameter("tracker.detection.object_ids").type == Parameter.Type.STRING_ARRAY.value
+        node, cfg = declare(PoseTrackerNodeConfig, **{"tracker.detection.object_ids": ["cube", "target"]})
+        assert cfg.tracker.detection.object_ids == ("cube", "target")
+        node, cfg = declare(KeyboardNodeConfig, devices=["gamepad"])
+        assert cfg.devices == ("gamepad",) and isinstance(cfg.teleop.step_m, float)
+    finally:
+        for node in made:
+            node.destroy_node()
+        rclpy.shutdown(context=context)

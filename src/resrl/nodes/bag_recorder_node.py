@@ -18,8 +18,10 @@ from rclpy.node import Node
 from resrl import topics
 from resrl.bags.schema import SESSION_TOPICS
 from resrl.bags.writer import STORAGES, BagWriter
+from resrl.node_config import BagRecorderNodeConfig
 from resrl.ros import qos
 from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.params import declare_dataclass
 
 # Topics recorded reliably (losing one loses a transition or an episode boundary).
 _EVENT_TOPICS = {topics.EPISODE_EVENTS, topics.INTERVENTION}
@@ -35,13 +37,9 @@ def message_class(msgtype: str):
 class BagRecorderNode(Node):
     def __init__(self):
         super().__init__("bag_recorder")
-        p = self.declare_parameter
-        run_dir = Path(p("run_dir", "runs/latest").value)
-        bag_path = p("bag_path", "").value
-        storage = p("storage", "mcap").value
-        flush_period = p("flush_period_s", 1.0).value
-        names = list(p("topics", list(SESSION_TOPICS)).value)
-        self.path = Path(bag_path) if bag_path else self._free_bag_path(run_dir)
+        cfg = declare_dataclass(self, BagRecorderNodeConfig)
+        storage, flush_period, names = cfg.storage, cfg.flush_period_s, list(cfg.topics)
+        self.path = Path(cfg.bag_path) if cfg.bag_path else self._free_bag_path(Path(cfg.run_dir))
         if storage not in STORAGES:
             raise SystemExit(f"bag_recorder: storage must be one of {sorted(STORAGES)}, got {storage!r}")
         unknown = [t for t in names if t not in SESSION_TOPICS]

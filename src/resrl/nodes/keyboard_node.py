@@ -36,12 +36,13 @@ from std_msgs.msg import Float32, String
 from resrl import topics
 from resrl.console import GRAPH_INPUTS, ConsoleState, render, waiting_for
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention
+from resrl.node_config import KeyboardNodeConfig
 from resrl.ros import qos
 from resrl.ros.convert import pose_stamped_to_state
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.ros.params import declare_dataclass
 from resrl.srv import ResetEpisode
-from resrl.teleop import DEVICES, DeviceMapping, DeviceTeleop, KeyboardTeleop, TeleopConfig, mapping_from_params
+from resrl.teleop import DEVICES, DeviceMapping, DeviceTeleop, KeyboardTeleop, mapping_from_params
 
 SNAPSHOT_FRESH_S = 1.0   # a bridge snapshot this recent wins over the raw driver pose
 
@@ -49,9 +50,9 @@ SNAPSHOT_FRESH_S = 1.0   # a bridge snapshot this recent wins over the raw drive
 class KeyboardNode(Node):
     def __init__(self):
         super().__init__("keyboard")
-        p = self.declare_parameter
-        self.cfg = declare_dataclass(self, TeleopConfig, "teleop")
-        rate = float(p("control_rate_hz", 15.0).value)
+        cfg = declare_dataclass(self, KeyboardNodeConfig)   # the per-device mappings: _mapping
+        self.cfg = cfg.teleop
+        rate = float(cfg.control_rate_hz)
         self.lock = threading.RLock()
         self.state = ConsoleState()
         self.episode_id = 0
@@ -60,7 +61,7 @@ class KeyboardNode(Node):
         self.snapshot_s = -1e9
         self.keyboard = KeyboardTeleop(self.cfg)
         self.devices = {}
-        for name in p("devices", ["spacemouse", "gamepad"]).value:
+        for name in cfg.devices:
             if name not in DEVICES:
                 raise SystemExit(f"keyboard: unknown device '{name}' (known: {sorted(DEVICES)})")
             self.devices[name] = DeviceTeleop(name, self._mapping(name), self.cfg, rate)
@@ -81,16 +82,15 @@ class KeyboardNode(Node):
         self.create_subscription(String, topics.ROBOT_STATUS, self._on_robot_status, qos.CONTROL)
         self.create_subscription(Float32, topics.CLASSIFIER_CONFIDENCE, self._on_confidence, qos.CONTROL)
         if "spacemouse" in self.devices:
-            self.create_subscription(Twist, p("spacemouse_twist_topic", "/spacenav/twist").value,
-                                     self._on_spacenav_twist, 10)
-            self.create_subscription(Joy, p("spacemouse_joy_topic", "/spacenav/joy").value,
+            self.create_subscription(Twist, cfg.spacemouse_twist_topic, self._on_spacenav_twist, 10)
+            self.create_subscription(Joy, cfg.spacemouse_joy_topic,
                                      lambda m: self._on_buttons("spacemouse", m), 10)
         if "gamepad" in self.devices:
-            self.create_subscription(Joy, p("gamepad_joy_topic", "/joy").value, self._on_gamepad, 10)
+            self.create_subscription(Joy, cfg.gamepad_joy_topic, self._on_gamepad, 10)
         wall_timer(self, 1.0 / rate, self._tick)
         wall_timer(self, 1.0, self._check_graph)
         self._stop = threading.Event()
-        self.interactive = sys.stdin is not None and sys.stdin.isatty() and p("console", True).value
+        self.interactive = sys.stdin is not None and sys.stdin.isatty() and cfg.console
         if self.interactive:
             self._ui = threading.Thread(target=self._console_loop, daemon=True)
             self._ui.start()
@@ -99,6 +99,7 @@ class KeyboardNode(Node):
                                       "Run `ros2 run resrl keyboard_node` in a terminal for the operator console")
 
     def _mapping(self, name: str) -> DeviceMapping:
+        # Dynamic: ``<device>.<field>`` of resrl.teleop.DEVICES, only for the devices opened.
         base = DEVICES[name]
         params = {}
         for key, default in base.__dict__.items():

@@ -18,15 +18,14 @@ import dataclasses
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from resrl import topics
 from resrl.deps import require
 from resrl.msg import EpisodeEvent, TrackedObjectPose, TrackedObjects
 from resrl.obs_assembly import ObservationAssembler
-from resrl.perception.pose_tracking import (IDENTITY_POSE, DetectionTrackerConfig, SimulatedTrackers,
-                                           TrackerNoiseConfig, detections_to_objects)
+from resrl.node_config import PoseTrackerNodeConfig
+from resrl.perception.pose_tracking import DetectionTrackerConfig, SimulatedTrackers, detections_to_objects
 from resrl.ros import qos
 from resrl.ros.convert import MessageError, image_to_numpy, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node
@@ -37,10 +36,11 @@ from resrl.ros.params import declare_dataclass
 class PoseTrackerNode(Node):
     def __init__(self):
         super().__init__("pose_tracker")
-        self.backend = self.declare_parameter("tracker.backend", "sim").value
-        self.input_topic = self.declare_parameter("tracker.input_topic", topics.OBJECT_POSES_GT).value
-        cfg = declare_dataclass(self, TrackerNoiseConfig, "tracker.noise")
-        self.trackers = SimulatedTrackers(cfg, session_seeds(self.declare_parameter("seed", 0).value)["tracker"])   # one per object id
+        # Every backend's parameters, declared up front (each backend reads its own).
+        self.cfg = cfg = declare_dataclass(self, PoseTrackerNodeConfig)
+        self.backend = cfg.tracker.backend
+        self.input_topic = cfg.tracker.input_topic
+        self.trackers = SimulatedTrackers(cfg.tracker.noise, session_seeds(cfg.seed)["tracker"])   # one per object id
         self.last_output = None        # (stamp, TrackedObjects) of the sim path, for re-sent frames
         self.pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES, qos.sensor(self))
         if self.backend == "detection3d":
@@ -57,32 +57,27 @@ class PoseTrackerNode(Node):
     def _init_detection3d(self):
         # One line, no traceback, when it is missing (resrl.deps): "... needs vision_msgs ...".
         Detection3DArray = require("vision_msgs.msg", "pose_tracker (tracker.backend 'detection3d')").Detection3DArray
-        p = self.declare_parameter
         self.detection_cfg = self._detection_config()
-        self.create_subscription(Detection3DArray, p("tracker.detection.topic", topics.FOUNDATIONPOSE_OUTPUT).value,
+        self.create_subscription(Detection3DArray, self.cfg.tracker.detection.topic,
                                  self._on_detections, qos.sensor(self))
 
     def _detection_config(self):
-        p = self.declare_parameter
-        object_ids = p("tracker.detection.object_ids", Parameter.Type.STRING_ARRAY).value or []
-        cam = p("tracker.detection.camera_pose_in_base", list(IDENTITY_POSE)).value
-        return DetectionTrackerConfig(object_ids=tuple(object_ids), camera_pose_in_base=tuple(float(v) for v in cam),
-                                      base_frame=p("tracker.detection.base_frame", "fr3_link0").value)
+        det = self.cfg.tracker.detection
+        return DetectionTrackerConfig(object_ids=tuple(det.object_ids),
+                                      camera_pose_in_base=tuple(float(v) for v in det.camera_pose_in_base),
+                                      base_frame=det.base_frame)
 
     def _init_foundationpose(self):
         from resrl.perception.foundationpose import FoundationPoseSAM2
-        p = self.declare_parameter
+        fp = self.cfg.tracker.foundationpose
         cfg = self._detection_config()
         self.object_id = (cfg.object_ids or ("object",))[0]
         self.detection_cfg = dataclasses.replace(cfg, object_ids=(self.object_id,))   # one tracked object
-        self.pose_tracker = FoundationPoseSAM2(
-            p("tracker.foundationpose.repo_dir", "").value, p("tracker.foundationpose.mesh_file", "").value,
-            p("tracker.foundationpose.sam2_config", "configs/sam2.1/sam2.1_hiera_s.yaml").value,
-            p("tracker.foundationpose.sam2_checkpoint", "").value,
-            p("tracker.foundationpose.prompt_box", [0.0, 0.0, 0.0, 0.0]).value)
-        self.depth_scale = p("tracker.foundationpose.depth_scale", 0.001).value
+        self.pose_tracker = FoundationPoseSAM2(fp.repo_dir, fp.mesh_file, fp.sam2_config, fp.sam2_checkpoint,
+                                               list(fp.prompt_box))
+        self.depth_scale = fp.depth_scale
         self.k = None
-        self.frames = ObservationAssembler(["color", "depth"], max_skew_ns=int(p("max_skew_ms", 20.0).value * 1e6),
+        self.frames = ObservationAssembler(["color", "depth"], max_skew_ns=int(self.cfg.max_skew_ms * 1e6),
                                            history=4)
         sensor = qos.sensor(self)
         self.create_subscription(CameraInfo, topics.COLOR_INFO, lambda m: setattr(self, "k", np.asarray(m.k)), sensor)

@@ -18,11 +18,13 @@ from std_msgs.msg import Float32
 
 from resrl import topics
 from resrl.msg import EpisodeEvent
+from resrl.node_config import RewardClassifierNodeConfig
 from resrl.reward_classifier import SuccessDetector, frame_features, load
 from resrl.ros import qos
 from resrl.ros.convert import ns_to_stamp
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.ros.observation import ObservationSubscriber
+from resrl.ros.params import declare_dataclass
 
 TERMINAL = (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.TIMEOUT, EpisodeEvent.ABORT, EpisodeEvent.RESET)
 
@@ -30,21 +32,20 @@ TERMINAL = (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.TIMEOUT, Ep
 class RewardClassifierNode(Node):
     def __init__(self):
         super().__init__("reward_classifier")
-        p = self.declare_parameter
-        path = p("classifier.model_path", "").value
+        cfg = declare_dataclass(self, RewardClassifierNodeConfig)
+        path = cfg.classifier.model_path
         if not path:
             raise SystemExit("reward_classifier: set classifier.model_path (python -m resrl.reward_classifier "
                              "--bags ... --out model.pt trains one)")
         try:
-            self.model, cfg = load(path)
+            self.model, model_cfg = load(path)
         except ValueError as exc:
             raise SystemExit(f"reward_classifier: {exc}")
-        threshold = p("classifier.threshold", -1.0).value
-        consecutive = p("classifier.consecutive", 0).value
-        self.detector = SuccessDetector(threshold if threshold >= 0 else cfg.threshold,
-                                        consecutive if consecutive > 0 else cfg.consecutive)
-        self.window_s = p("classifier.override_window_s", 0.5).value
-        num_objects = p("model.num_objects", 1).value
+        threshold, consecutive = cfg.classifier.threshold, cfg.classifier.consecutive   # unset: the model's own
+        self.detector = SuccessDetector(threshold if threshold >= 0 else model_cfg.threshold,
+                                        consecutive if consecutive > 0 else model_cfg.consecutive)
+        self.window_s = cfg.classifier.override_window_s
+        num_objects = cfg.model.num_objects
         expected = 7 + 8 * num_objects   # state + poses + confidences (resrl.reward_classifier.frame_features)
         if int(self.model.mean.shape[0]) != expected:
             raise SystemExit(f"reward_classifier: {path} was trained on {int(self.model.mean.shape[0])} features, this "
@@ -53,8 +54,8 @@ class RewardClassifierNode(Node):
         self.episode_id, self.running = 0, False
         self.done_ns = -1
         self.pending = None   # (episode_id, stamp_ns, p, wall time of the call)
-        self.obs = ObservationSubscriber(self, "object", num_objects, p("model.conf_threshold", 0.5).value,
-                                         int(p("max_skew_ms", 0.0).value * 1e6), on_part=self._on_part)
+        self.obs = ObservationSubscriber(self, "object", num_objects, cfg.model.conf_threshold,
+                                         int(cfg.max_skew_ms * 1e6), on_part=self._on_part)
         self.conf_pub = self.create_publisher(Float32, topics.CLASSIFIER_CONFIDENCE, qos.CONTROL)
         self.event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)

@@ -37,8 +37,9 @@ from std_srvs.srv import Trigger
 from resrl import topics
 from resrl.deps import require
 from resrl.msg import EpisodeEvent
+from resrl.node_config import RobotBridgeNodeConfig
 from resrl.robots import franka, ur
-from resrl.robots.common import (BridgeConfig, BridgeError, GripperHysteresis, HomeMotion, StateMonitor,
+from resrl.robots.common import (BridgeError, GripperHysteresis, HomeMotion, StateMonitor,
                                  check_pose, limit_target, twist_toward)
 from resrl.ros import qos
 from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy
@@ -282,13 +283,13 @@ class RobotBridgeNode(Node):
 
     def __init__(self):
         super().__init__("robot_bridge")
-        p = self.declare_parameter
-        self.robot = p("robot", "franka").value
-        self.dt = 1.0 / p("control_rate_hz", 15.0).value
+        node_cfg = declare_dataclass(self, RobotBridgeNodeConfig)   # the driver's own: franka.* / ur.* below
+        self.robot = node_cfg.robot
+        self.dt = 1.0 / node_cfg.control_rate_hz
         self.period_ns = int(round(self.dt * 1e9))
         self.last_snapshot_step = -1
-        require_gripper = p("require_gripper_state", True).value
-        self.cfg = declare_dataclass(self, BridgeConfig, "bridge")
+        require_gripper = node_cfg.require_gripper_state
+        self.cfg = node_cfg.bridge
         self.io_group = ReentrantCallbackGroup()
         self.state_group = MutuallyExclusiveCallbackGroup()
         self.lock = threading.RLock()

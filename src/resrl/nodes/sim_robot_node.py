@@ -27,10 +27,12 @@ from std_msgs.msg import String
 from resrl import topics
 from resrl.geometry import quat_to_rotvec
 from resrl.msg import EpisodeEvent, Intervention, TrackedObjectPose, TrackedObjects
+from resrl.node_config import SimRobotNodeConfig
 from resrl.perception.depth import sensor_depth_to_uint16_mm
 from resrl.ros import qos
 from resrl.ros.convert import camera_info, ns_to_stamp, numpy_to_image, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.params import declare_dataclass
 from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
 from resrl.sim.scripted import ScriptedExpert, load_task_config
 from resrl.srv import ResetEpisode
@@ -41,22 +43,20 @@ FINGER_WIDTH_PER_JOINT = 0.5   # each finger joint moves half of the gripper wid
 class SimRobotNode(Node):
     def __init__(self):
         super().__init__("sim_robot")
-        p = self.declare_parameter
-        self.lockstep = p("lockstep", True).value
-        self.timeout_s = p("lockstep_timeout_s", 2.0).value
-        self.base_frame = p("frame_id", "fr3_link0").value
-        self.camera_frame = p("camera_frame", "camera_color_optical_frame").value
-        self.seed = p("seed", 0).value
-        obs_mode = p("obs_mode", "object").value
-        render = p("render", obs_mode == "image").value
-        size = p("camera_size", 96).value
-        task_cfg = load_task_config(p("task", "pick_place").value, overrides={"sim": dict(
-            seed=self.seed, render=render, control_hz=p("control_rate_hz", 10.0).value,
+        cfg = declare_dataclass(self, SimRobotNodeConfig)   # render defaults to obs_mode == "image"
+        self.lockstep = cfg.lockstep
+        self.timeout_s = cfg.lockstep_timeout_s
+        self.base_frame = cfg.frame_id
+        self.camera_frame = cfg.camera_frame
+        self.seed = cfg.seed
+        size = cfg.camera_size
+        task_cfg = load_task_config(cfg.task, overrides={"sim": dict(
+            seed=self.seed, render=cfg.render, control_hz=cfg.control_rate_hz,
             image_width=size, image_height=size)})
         self.env = FrankaTableEnv(task_cfg.sim)
         self.dt_ns = int(round(1e9 / task_cfg.sim.control_hz))
         # Plays the teleoperator in demo episodes (privileged: knows the object and target).
-        self.expert = ScriptedExpert(task_cfg, seed=self.seed) if p("scripted_expert", True).value else None
+        self.expert = ScriptedExpert(task_cfg, seed=self.seed) if cfg.scripted_expert else None
 
         self.lock = threading.RLock()
         self.t = 1                      # global control step (stamp = t * dt)
