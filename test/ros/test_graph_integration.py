@@ -111,9 +111,15 @@ def test_short_session_through_the_node_graph(tmp_path):
     rebuild(read_bag(tmp_path / "bag"), bag_online, bag_demos, RebuildConfig(num_objects=num_objects))
     live = {name: list(ReplayBuffer.load(tmp_path / "replay" / name, 10_000).episodes()) for name in ("demos", "online")}
     for name, from_bag in (("demos", bag_demos), ("online", bag_online)):
-        replayed = list(from_bag.episodes())
-        assert len(replayed) == len(live[name]), name
-        for a, b in zip(replayed, live[name]):
+        # Matched by the session's episode id (each side's ids with their lengths on a mismatch).
+        replayed = {ep.meta["episode_id"]: ep for ep in from_bag.episodes()}
+        stored = {ep.meta["episode_id"]: ep for ep in live[name]}
+        lengths = {"bag": {k: len(v.action) for k, v in replayed.items()},
+                   "live": {k: len(v.action) for k, v in stored.items()}}
+        assert sorted(replayed) == sorted(stored), (name, lengths)
+        for eid in sorted(stored):
+            a, b = replayed[eid], stored[eid]
+            assert len(a.action) == len(b.action), (name, eid, lengths)
             np.testing.assert_array_equal(a.action, b.action)
             np.testing.assert_array_equal(a.reward, b.reward)
             np.testing.assert_array_equal(a.obs["object_poses"], b.obs["object_poses"])
