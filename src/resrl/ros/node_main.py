@@ -75,8 +75,7 @@ class _Stopper:
             # Nothing is built, so nothing can be lost. Raising instead would be fragile: an
             # exception raised while a finalizer runs (import churns the gc) is printed as
             # "Exception ignored" and the import goes on.
-            announce("exit")
-            _exit(0)
+            _exit_before_any_node()
         self.arm_watchdog()
         if self.interrupt:
             self._arm_nudger()
@@ -88,8 +87,7 @@ class _Stopper:
         self.exit_at_once = True
         try:
             if self.event.is_set():
-                announce("exit")
-                _exit(0)
+                _exit_before_any_node()
             yield
         finally:
             self.exit_at_once = False
@@ -168,6 +166,11 @@ def _exit(code: int) -> None:
     except Exception:
         pass
     os._exit(code)
+
+
+def _exit_before_any_node() -> None:
+    announce("exit")
+    _exit(0)
 
 
 def interruptibly(work):
