@@ -103,6 +103,7 @@ class VLASourceConfig:
     connect_timeout_s: float = 2.0
     timeout_s: float = 5.0
     checkpoint_dir: str = ""          # lerobot: a save_pretrained directory
+    vlm_dir: str = ""                 # lerobot SmolVLA: local VLM dir (else its config's vlm_model_name)
     device: str = "cpu"
     # Real backends (openpi, lerobot): inputs and retries.
     retry_period_s: float = 0.5

@@ -3,6 +3,7 @@ arbiter publishes gate state every step, the command equals a_VLA + lambda * a_r
 reach the learner, transitions land in the replay on disk, and new weights reach the residual node
 and the arbiter over topics."""
 import json
+import sys
 import threading
 import time
 
@@ -158,16 +159,46 @@ def test_image_mode_session_through_the_node_graph(tmp_path):
 
 
 @pytest.mark.timeout(700)
-def test_base_only_session_runs_to_its_budget_without_learning(tmp_path):
-    """mode:=base_only (Table I's frozen-VLA arm): episodes keep coming although nothing trains."""
+def test_base_only_session_with_a_lerobot_base_runs_to_its_budget(tmp_path):
+    """mode:=base_only (Table I's frozen-VLA arm) with ``vla.backend: lerobot``: a LeRobot ACT
+    checkpoint (tiny, trained and saved by the test) is the base policy of the sim graph; episodes
+    keep coming although nothing trains, and every command executes a row of a LeRobot chunk."""
+    sys.path.insert(0, str(ROOT / "test" / "unit"))
+    from lerobot_tiny import save_tiny_policy
+    checkpoint, _ = save_tiny_policy("act", tmp_path / "act", env_dim=14, steps=2)   # chunk_size 10
     specs = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "run_dir": str(tmp_path), "mode": "base_only"})
     for spec in specs:
         if spec.name == "replay_learner":
             spec.overrides.update({"session_plan.num_demos": 1, "session_plan.max_env_steps": 150,
                                    "session_plan.eval_every": 1000})
-    learner_rc, codes, logs = run_session(specs, tmp_path, GUARD_S)
+        if spec.name == "vla_chunk_provider":   # a real VLA's open-loop chunks: 10 rows, re-plan with 5 left
+            spec.overrides.update({"vla.backend": "lerobot", "vla.checkpoint_dir": str(checkpoint),
+                                   "vla.horizon": 10, "vla.prefetch_steps": 5})
+    rclpy.init()
+    node = rclpy.create_node("lerobot_base_probe")
+    chunks, commands = [], []
+    node.create_subscription(ActionChunk, topics.VLA_CHUNK, chunks.append, qos.RECORDED)
+    node.create_subscription(CommandedAction, topics.COMMAND, commands.append, qos.RECORDED)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        learner_rc, codes, logs = run_session(specs, tmp_path, GUARD_S)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert data["finished_reason"] == "step budget" and data["updates"] == 0 and data["warmup_updates"] == 0
     assert all(e["mean_lambda"] == 0.0 for e in data["episodes"] if e["kind"] == "train")
+    assert sum(e["kind"] == "train" for e in data["episodes"]) >= 1
+    assert chunks and all(c.source == "lerobot" and c.horizon == 10 for c in chunks), \
+        {(c.source, c.horizon) for c in chunks}
+    # the executed base action of every learner-driven step is a row of a chunk the LeRobot node sent
+    rows = {tuple(np.round(r, 5)) for c in chunks for r in np.asarray(c.actions, np.float64).reshape(-1, 7)}
+    auto = [c for c in commands if not c.intervention and not c.held]
+    assert len(auto) >= 100
+    assert all(tuple(np.round(np.asarray(c.base_action, np.float64), 5)) in rows for c in auto)
     assert all(c == 0 for c in codes.values()), (codes, {n: logs.get(n, "")[-1500:] for n, c in codes.items() if c})

@@ -62,6 +62,17 @@ def save_tiny_policy(kind: str, out: Path, env_dim: int = 14, image_shape=None, 
                               diffusion_step_embed_dim=16, num_train_timesteps=10, num_inference_steps=3,
                               noise_scheduler_type="DDIM", device="cpu")
         policy, obs_steps, action_steps = DiffusionPolicy(cfg), cfg.n_obs_steps, cfg.horizon
+    elif kind == "smolvla":
+        from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+        from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+        if not image_shape:
+            raise ValueError("SmolVLA reads at least one camera: give image_shape")
+        cfg = SmolVLAConfig(input_features=inputs, output_features=outputs, chunk_size=10, n_action_steps=5,
+                            vlm_model_name=str(save_tiny_vlm(Path(out).parent / f"{Path(out).name}_vlm",
+                                                             image_size=image_shape[1])),
+                            num_vlm_layers=2, resize_imgs_with_padding=tuple(image_shape[1:]), num_steps=2,
+                            max_state_dim=8, max_action_dim=8, tokenizer_max_length=16, device="cpu")
+        policy, obs_steps, action_steps = SmolVLAPolicy(cfg), None, cfg.chunk_size
     else:
         raise ValueError(kind)
     pre, post = make_pre_post_processors(cfg, dataset_stats=_stats(inputs))
@@ -74,6 +85,8 @@ def save_tiny_policy(kind: str, out: Path, env_dim: int = 14, image_shape=None, 
         raw["observation.environment_state"] = torch.randn(*lead, env_dim)
     if image_shape:
         raw["observation.images.rgb"] = torch.rand(*lead, *image_shape)
+    if kind == "smolvla":
+        raw["task"] = ["put the cube on the target"] * batch_size
     batch = pre(raw)
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
     policy.train()
@@ -90,3 +103,37 @@ def save_tiny_policy(kind: str, out: Path, env_dim: int = 14, image_shape=None, 
     pre.save_pretrained(out)
     post.save_pretrained(out)
     return out, losses
+
+
+def save_tiny_vlm(out: Path, image_size: int = 32) -> Path:
+    """A SmolVLM-architecture VLM small enough for a test -- config.json, a word-level tokenizer with
+    SmolVLM's image tokens, and its processor -- saved where SmolVLA's ``vlm_model_name`` can point,
+    as a user's local copy of ``HuggingFaceTB/SmolVLM2-500M-Video-Instruct`` would be (random
+    weights: SmolVLA builds its VLM from the config when ``load_vlm_weights`` is false)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor,
+                              SmolVLMProcessor, SmolVLMVideoProcessor)
+    out = Path(out)
+    special = {"pad": "<|endoftext|>", "unk": "<unk>", "fake_image_token": "<fake_token_around_image>",
+               "image_token": "<image>", "global_image_token": "<global-img>",
+               "end_of_utterance_token": "<end_of_utterance>"}
+    words = "put pick the a cube on onto green target zone up lift place and to in".split()
+    vocab = {w: i for i, w in enumerate([*special.values(), *words])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=special["unk"]))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token=special["unk"], pad_token=special["pad"],
+        eos_token=special["end_of_utterance_token"],
+        extra_special_tokens={k: v for k, v in special.items() if k not in ("pad", "unk")})
+    SmolVLMConfig(
+        text_config=dict(model_type="llama", vocab_size=len(vocab), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         max_position_embeddings=256, pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=image_size, patch_size=image_size // 4),
+        scale_factor=2, image_token_id=vocab["<image>"]).save_pretrained(out)
+    images = SmolVLMImageProcessor(do_resize=False, do_image_splitting=False,
+                                   max_image_size={"longest_edge": image_size}, size={"longest_edge": image_size})
+    SmolVLMProcessor(image_processor=images, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
+                     image_seq_len=4).save_pretrained(out)
+    return out

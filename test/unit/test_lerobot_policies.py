@@ -64,6 +64,32 @@ def test_act_with_a_camera_reads_the_exterior_image(tmp_path):
         backend.infer(sim_obs())
 
 
+def test_smolvla_with_a_local_vlm_loads_and_returns_a_chunk(tmp_path):
+    """SmolVLA builds its VLM from vlm_model_name: a local SmolVLM-shaped directory works offline;
+    vla.vlm_dir points a checkpoint that names a hub repo at a local copy; neither is a clear error."""
+    path, losses = save_tiny_policy("smolvla", tmp_path / "smolvla", env_dim=0, image_shape=(3, 32, 32), steps=2)
+    assert all(np.isfinite(losses)), losses
+    backend = make_backend("lerobot", checkpoint_dir=str(path), horizon=16, prompt="put the cube on the target")
+    assert backend.kind == "smolvla" and backend.num_objects == 0
+    backend.reset(0)
+    chunk = backend.infer(sim_obs(image=True))
+    assert chunk.shape == (10, 7) and chunk.dtype == np.float32 and np.all(np.isfinite(chunk))
+    # un-normalised with the saved statistics: around the action mean (flow matching from noise
+    # with 2 integration steps is noisier than ACT, hence the wider band)
+    assert np.all(np.abs(chunk - ACTION_MEAN) < 50 * ACTION_STD), chunk
+    with pytest.raises(VLAError, match="no image has arrived"):
+        backend.infer(sim_obs())
+    hub_name = _copy(path, tmp_path / "hub_name", vlm_model_name="HuggingFaceTB/SmolVLM2-500M-Video-Instruct")
+    with pytest.raises(VLAError, match="neither a local directory nor in the Hugging Face cache"):
+        make_backend("lerobot", checkpoint_dir=str(hub_name), horizon=16)
+    vlm = Path(json.loads((path / "config.json").read_text())["vlm_model_name"])
+    moved = tmp_path / "vlm_copy"
+    shutil.copytree(vlm, moved)
+    shutil.rmtree(vlm)   # the tokenizer the saved preprocessor names is gone too: vlm_dir replaces it
+    local = make_backend("lerobot", checkpoint_dir=str(hub_name), horizon=4, vlm_dir=str(moved))
+    assert local.infer(sim_obs(image=True)).shape == (4, 7)
+
+
 def test_runtime_observation_errors(checkpoints):
     backend = make_backend("lerobot", checkpoint_dir=str(checkpoints["act"]), horizon=16)
     obs = sim_obs()

@@ -49,4 +49,5 @@ def build_openpi(cfg: OpenPIConfig) -> VLABackend:
 
 def build_lerobot(cfg: LeRobotConfig) -> VLABackend:
     from resrl.vla.lerobot_backend import LeRobotBackend
-    return LeRobotBackend(cfg.checkpoint_dir, cfg.horizon, cfg.prompt, cfg.device, cfg.action_space, cfg.kinematics)
+    return LeRobotBackend(cfg.checkpoint_dir, cfg.horizon, cfg.prompt, cfg.device, cfg.action_space, cfg.kinematics,
+                          vlm_dir=cfg.vlm_dir)

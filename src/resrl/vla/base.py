@@ -99,6 +99,7 @@ class LeRobotConfig:
     device: str = "cpu"
     action_space: str = "eef_absolute"
     kinematics: str = "franka"
+    vlm_dir: str = ""            # SmolVLA: local copy of its VLM (config, tokenizer, processor)
 
     def __post_init__(self) -> None:
         _positive("horizon", self.horizon)

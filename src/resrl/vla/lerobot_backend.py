@@ -30,6 +30,12 @@ is resrl's, not LeRobot's: ``execute_steps = vla.horizon - vla.prefetch_steps`` 
 is the same knob on LeRobot's side: set ``execute_steps`` to the ``n_action_steps`` the policy was
 evaluated with.
 
+SmolVLA builds its VLM (SmolVLM2) from ``vlm_model_name`` in its config -- the VLM's config.json,
+tokenizer and processor; its weights are in the SmolVLA checkpoint. Nothing is downloaded: that name
+must be a local directory or already in the Hugging Face cache, or ``vla.vlm_dir`` names a local copy
+(it then also replaces the tokenizer the saved preprocessor names). ``num2words`` is required by
+SmolVLM's processor (requirements.txt).
+
 pi0 / pi0.5 load through the same path in principle, but LeRobot's implementations need a
 transformers fork (``transformers@fix/lerobot_openpi``) that is not installable here; this backend
 reports that and routes to the openpi backend (``vla.backend: openpi``), which serves them.
@@ -90,6 +96,24 @@ def image_source(key: str) -> str:
     return "wrist_image" if "wrist" in low else "depth" if "depth" in low else "image"
 
 
+def _check_vlm_is_local(name: str, checkpoint: Path) -> None:
+    """SmolVLA's VLM config / tokenizer must be on disk: a directory, or a cached hub repo."""
+    if Path(name).is_dir():
+        if not (Path(name) / "config.json").is_file():
+            raise VLAError(f"lerobot backend: the SmolVLA VLM dir '{name}' has no config.json")
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:   # not a valid repo id either
+        cached = False
+    if not cached:
+        raise VLAError(f"lerobot backend: SmolVLA in '{checkpoint}' builds its VLM from '{name}' "
+                       "(vlm_model_name), which is neither a local directory nor in the Hugging Face cache, "
+                       "and nothing is downloaded: copy that repo's config, tokenizer and processor files "
+                       "to this machine and set vla.vlm_dir to the folder")
+
+
 def transformers_fork_installed() -> bool:
     """The check LeRobot's pi0 / pi0.5 run after building their model, run before it."""
     try:
@@ -103,7 +127,7 @@ class LeRobotBackend:
     name = "lerobot"
 
     def __init__(self, checkpoint_dir: str, horizon: int, task: str = "", device: str = "cpu",
-                 action_space: str = "eef_absolute", kinematics: str = "franka"):
+                 action_space: str = "eef_absolute", kinematics: str = "franka", vlm_dir: str = ""):
         path = Path(checkpoint_dir)
         kind = read_checkpoint_type(path)
         PreTrainedConfig, get_policy_class, make_pre_post_processors = _import_lerobot()
@@ -115,6 +139,10 @@ class LeRobotBackend:
             raise VLAError(f"lerobot backend: cannot parse {path / 'config.json'} as a {kind} config "
                            f"({type(exc).__name__}: {exc})") from exc
         cfg.device = device
+        if kind == "smolvla":
+            if vlm_dir:
+                cfg.vlm_model_name = vlm_dir
+            _check_vlm_is_local(cfg.vlm_model_name, path)
         self.inputs = self._check_features(cfg)   # before the weights: a clear error, not a size mismatch
         if kind in OPENPI_TYPES and not transformers_fork_installed():
             # LeRobot would build the whole ~3B-parameter model first and check this afterwards.
@@ -139,9 +167,14 @@ class LeRobotBackend:
             LOG.warning("lerobot backend: %s has no saved pre/post-processors; inputs and actions are "
                         "not normalised with the training statistics", path)
         overrides = {"device_processor": {"device": device}}
-        self.pre, self.post = make_pre_post_processors(
-            cfg, pretrained_path=str(path) if saved else None,
-            **({"preprocessor_overrides": overrides, "postprocessor_overrides": overrides} if saved else {}))
+        pre_overrides = {**overrides, **({"tokenizer_processor": {"tokenizer_name": vlm_dir}} if kind == "smolvla" and vlm_dir else {})}
+        try:
+            self.pre, self.post = make_pre_post_processors(
+                cfg, pretrained_path=str(path) if saved else None,
+                **({"preprocessor_overrides": pre_overrides, "postprocessor_overrides": overrides} if saved else {}))
+        except Exception as exc:
+            raise VLAError(f"lerobot backend: cannot build the {kind} pre/post-processors from '{path}' "
+                           f"({type(exc).__name__}: {exc})") from exc
         self.mapper = ActionMapper(action_space, kinematics)
 
     @property
