@@ -114,6 +114,14 @@ class VLASourceConfig:
     object_conf_threshold: float = 0.5
     object_poses_topic: str = topics.OBJECT_POSES
 
+    def backend_params(self, task: str) -> Dict[str, Any]:
+        """What ``resrl.vla.make_backend(self.backend, **...)`` takes; each backend keeps its own fields."""
+        return dict(task=task, horizon=self.horizon, replay_path=self.replay_path, host=self.openpi.host,
+                    port=self.openpi.port, api_key=self.openpi.api_key, prompt=self.prompt,
+                    action_space=self.action_space, kinematics=self.kinematics,
+                    connect_timeout_s=self.connect_timeout_s, timeout_s=self.timeout_s,
+                    checkpoint_dir=self.checkpoint_dir, device=self.device, vlm_dir=self.vlm_dir)
+
 
 @dataclass
 class VLANodeConfig:
@@ -412,6 +420,7 @@ class GraphConfig:
     residual: ResidualNodeConfig
     learner: LearnerNodeConfig
     tracker: TrackerNoiseConfig
+    vla: VLASourceConfig
 
 
 def load_graph(path: Optional[str | Path] = None, *more: str | Path) -> GraphConfig:
@@ -421,7 +430,10 @@ def load_graph(path: Optional[str | Path] = None, *more: str | Path) -> GraphCon
     _, learner = split(node_params(path, "replay_learner", *more), "replay_learner")
     tracker_flat = {k[len("tracker.noise."):]: v for k, v in node_params(path, "pose_tracker", *more).items()
                     if k.startswith("tracker.noise.")}
-    return GraphConfig(shared, arbiter, residual, learner, build(TrackerNoiseConfig, tracker_flat, "tracker.noise"))
+    vla_flat = {k[len("vla."):]: v for k, v in node_params(path, "vla_chunk_provider", *more).items()
+                if k.startswith("vla.")}
+    return GraphConfig(shared, arbiter, residual, learner, build(TrackerNoiseConfig, tracker_flat, "tracker.noise"),
+                       build(VLASourceConfig, vla_flat, "vla"))
 
 
 def make_buffers(spec: dict, cfg: ReplayConfig, run_dir: Optional[str | Path] = None):

@@ -55,3 +55,25 @@ def test_evaluation_is_frozen_and_a_schedule_sets_lambda():
     assert rec.mean_lambda == 1.0                                # evaluation applies the residual in full
     train = s.run_episode("train", 123)
     assert train.mean_lambda < 0.05                              # p = t / 1e6: almost never in training
+
+
+def test_a_lerobot_base_runs_open_loop_chunks(tmp_path):
+    """vla.backend: lerobot in the in-process session: a (tiny) LeRobot ACT is the base policy,
+    asked for a new chunk when vla.prefetch_steps rows are left (10-row chunks, 5 executed), as the
+    chunk provider node is; demos are takeovers on top of it and the residual trains against it."""
+    import math
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lerobot_tiny import save_tiny_policy
+    checkpoint, _ = save_tiny_policy("act", tmp_path / "act", env_dim=14, steps=2)
+    cfg = InProcessConfig(mode="vgm", seed=4, vla={"backend": "lerobot", "checkpoint_dir": str(checkpoint),
+                                                    "horizon": 10, "prefetch_steps": 5}, **TINY)
+    s = InProcessSession(cfg, log=lambda line: None)
+    result = s.run()
+    episodes = result["episodes"]
+    assert [e["kind"] for e in episodes][:2] == ["demo", "demo"] and s.learner.num_updates > 0
+    assert s.chunk_id == sum(math.ceil(e["steps"] / 5) for e in episodes)   # one inference per 5 steps
+    for ep in s.online.episodes():   # a_VLA is the ACT's rows (around the tiny policy's trained mean)
+        base = ep.obs["base_action"][:-1]
+        assert np.abs(base[:, :3] - np.array([0.5, 0.0, 0.15])).max() < 0.2

@@ -90,7 +90,8 @@ def _poses(task: str, obs) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- 3. train
 def lerobot_train_command(dataset: Path, out: Path, steps: int, batch_size: int, chunk_size: int,
-                          n_action_steps: int, seed: int, num_workers: int = 1) -> list:
+                          n_action_steps: int, seed: int, num_workers: int = 1, lr: float = 1e-4,
+                          use_vae: bool = True) -> list:
     """LeRobot's own trainer on the exported dataset: a small ACT on state + environment state."""
     return [sys.executable, "-m", "resrl.vla.lerobot_compat", "lerobot.scripts.lerobot_train",
             f"--dataset.repo_id=local/{dataset.name}", f"--dataset.root={dataset}",
@@ -98,15 +99,19 @@ def lerobot_train_command(dataset: Path, out: Path, steps: int, batch_size: int,
             f"--policy.chunk_size={chunk_size}", f"--policy.n_action_steps={n_action_steps}",
             "--policy.dim_model=128", "--policy.n_heads=4", "--policy.dim_feedforward=512",
             "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1", "--policy.latent_dim=16",
-            "--policy.n_vae_encoder_layers=2", "--policy.dropout=0.1",
+            "--policy.n_vae_encoder_layers=2", "--policy.dropout=0.1", f"--policy.use_vae={str(use_vae).lower()}",
+            # ACT's preset 1e-5 is for ~100k steps on real data; at a few thousand steps it leaves
+            # the decoder at the demos' mean trajectory (measured: 0/100, never grasping).
+            f"--policy.optimizer_lr={lr}",
             f"--output_dir={out}", "--job_name=resrl_sim_base", f"--steps={steps}",
             f"--batch_size={batch_size}", f"--num_workers={num_workers}", "--eval_freq=0", f"--save_freq={steps}",
             "--log_freq=200", "--wandb.enable=false", f"--seed={seed}"]
 
 
 def train(dataset: Path, out: Path, steps: int, batch_size: int, chunk_size: int, n_action_steps: int,
-          seed: int, torch_threads: int = 1) -> tuple[Path, float]:
-    cmd = lerobot_train_command(dataset, out, steps, batch_size, chunk_size, n_action_steps, seed)
+          seed: int, torch_threads: int = 1, lr: float = 1e-4, use_vae: bool = True) -> tuple[Path, float]:
+    cmd = lerobot_train_command(dataset, out, steps, batch_size, chunk_size, n_action_steps, seed, lr=lr,
+                                use_vae=use_vae)
     # One intra-op thread: this model's ops are small, and with a second busy core OpenMP's barriers
     # made a step 10x slower (1.5 s vs 0.13 s measured at load ~5); the data loader worker (a
     # process of its own) uses the other core.
@@ -207,6 +212,8 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
     ap.add_argument("--seed", type=int, default=1000, help="training seed")
     ap.add_argument("--torch-threads", type=int, default=1, help="intra-op threads (train and evaluation)")
+    ap.add_argument("--lr", type=float, default=1e-4, help="ACT optimizer lr (LeRobot's preset: 1e-5)")
+    ap.add_argument("--no-vae", action="store_true", help="ACT without its CVAE (unimodal demos)")
     ap.add_argument("--json", default="", help="also write the result here")
     args = ap.parse_args(argv)
     from resrl.export.lerobot import export_lerobot
@@ -217,15 +224,16 @@ def main(argv=None) -> int:
     info = export_lerobot(list(buf.episodes()), dataset, TASK_TEXT.get(args.task, args.task), fps=10)
     demo_s = time.perf_counter() - t0
     checkpoint, train_s = train(dataset, out / "train", args.steps, args.batch_size, args.chunk_size,
-                                args.execute_steps, args.seed, args.torch_threads)
+                                args.execute_steps, args.seed, args.torch_threads, args.lr, not args.no_vae)
     result = {"task": args.task, "demos": args.demos, "demo_attempts": attempts,
               "demo_frames": info["total_frames"], "noise_std": args.noise_std,
               "yaw_noise_std": args.yaw_noise_std, "train_steps": args.steps, "batch_size": args.batch_size,
-              "chunk_size": args.chunk_size, "train_seed": args.seed, "torch_threads": args.torch_threads, "demo_seconds": demo_s,
+              "chunk_size": args.chunk_size, "train_seed": args.seed, "torch_threads": args.torch_threads, "lr": args.lr, "use_vae": not args.no_vae, "demo_seconds": demo_s,
               "train_seconds": train_s, "checkpoint": str(checkpoint),
               "command": "python -m resrl.base_policy.train " + " ".join(argv),
               "lerobot_command": "python " + " ".join(lerobot_train_command(dataset, out / "train", args.steps, args.batch_size,
-                                                                args.chunk_size, args.execute_steps, args.seed)[1:])}
+                                                                args.chunk_size, args.execute_steps, args.seed,
+                                                                lr=args.lr, use_vae=not args.no_vae)[1:])}
     result.update(evaluate(checkpoint, args.task, args.episodes, args.execute_steps, horizon=args.chunk_size,
                            torch_threads=args.torch_threads))
     _emit(result, args.json or str(out / "result.json"))

@@ -53,12 +53,7 @@ class VLAChunkNode(Node):
         self.latency_steps = v.latency_steps
         self.period_ns = int(round(1e9 / cfg.control_rate_hz))
         self.frame_id = cfg.frame_id
-        self.backend = make_backend(
-            v.backend, task=cfg.task, horizon=v.horizon, replay_path=v.replay_path,
-            host=v.openpi.host, port=v.openpi.port, api_key=v.openpi.api_key, prompt=v.prompt,
-            action_space=v.action_space, kinematics=v.kinematics,
-            connect_timeout_s=v.connect_timeout_s, timeout_s=v.timeout_s,
-            checkpoint_dir=v.checkpoint_dir, device=v.device)
+        self.backend = make_backend(v.backend, **v.backend_params(cfg.task))
         self.async_mode = self.backend_kind in ASYNC_BACKENDS
         self.lock = threading.Lock()
         self.episode_id = 0

@@ -2,7 +2,10 @@
 
     result = run_session(InProcessConfig(mode="vgm", seed=0))
 
-Per step, exactly what the node graph does in lockstep: the scripted VLA re-plans (a_VLA = A[0]),
+Per step, exactly what the node graph does in lockstep: the VLA chunk provider's backend (the
+scripted VLA, or ``vla.backend: lerobot`` -- a LeRobot checkpoint) is asked for a new chunk when the
+one in charge has ``vla.prefetch_steps`` rows left (the sim YAML: every step, a_VLA = A[0]) and the
+arbiter's chunk scheduler picks the row,
 the simulated tracker adds pose noise / dropout, the residual (with exploration noise in train
 episodes) and the critic's Q/V feed the VGM gates, the safety filter clamps the composed action,
 the sim steps, and the transition goes to the replay; the learner makes ``updates_per_step``
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from resrl.algos.learner import Learner, load_configs
+from resrl.arbiter.chunks import ChunkScheduler
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
 from resrl.configs import from_dict
@@ -41,6 +45,7 @@ from resrl.session import EpisodeRecord, SessionPlan, SessionStore
 from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
 from resrl.sim.scripted import ScriptedExpert, ScriptedVLA, load_task_config
 from resrl.trainer import Trainer
+from resrl.vla.base import make_backend
 
 
 @dataclass
@@ -64,6 +69,9 @@ class InProcessConfig:
     # Peer-arm lambda schedule (resrl.arbiter.schedules: Policy Decorator's progressive schedule,
     # ResFiT's constant scale), run in static mode; {}: none. Benchmark arms only (benchmarks/suite.py).
     schedule: Dict[str, object] = field(default_factory=dict)
+    # The chunk provider's ``vla.*`` overrides (resrl.node_config.VLASourceConfig), e.g. a learned
+    # base: {"backend": "lerobot", "checkpoint_dir": ..., "prefetch_steps": 8}.
+    vla: Dict[str, object] = field(default_factory=dict)
     torch_threads: int = 1
 
 
@@ -84,7 +92,15 @@ class InProcessSession:
         self.period_ns = int(round(1e9 / graph.shared.control_rate_hz))
         task_cfg = load_task_config(cfg.task, overrides={"sim": {"seed": cfg.seed, "render": False}})
         self.env = FrankaTableEnv(task_cfg.sim)
-        self.vla = ScriptedVLA(task_cfg)
+        self.vla_cfg = _replace(graph.vla, cfg.vla, "vla")
+        self.chunks = ChunkScheduler(graph.arbiter.chunks)   # the arbiter's
+        self.chunk_id = 0
+        if self.vla_cfg.backend == "sim_scripted":
+            scripted = ScriptedVLA(task_cfg)
+            self._vla_reset, self._vla_infer = scripted.reset, lambda raw, info, obs: scripted.infer(raw, info)
+        else:   # a real backend sees what the node feeds it: EE state and the tracked poses
+            backend = make_backend(self.vla_cfg.backend, **self.vla_cfg.backend_params(cfg.task))
+            self._vla_reset, self._vla_infer = (lambda: backend.reset(cfg.seed)), (lambda raw, info, obs: backend.infer(obs))
         self.expert = ScriptedExpert(task_cfg, seed=cfg.seed)
         self.tracker = SimulatedTrackers(_replace(graph.tracker, cfg.tracker, "tracker.noise"), seeds["tracker"])
         vgm_cfg = _replace(graph.arbiter.vgm, {**cfg.vgm, "mode": cfg.mode}, "vgm")
@@ -136,8 +152,21 @@ class InProcessSession:
             self.actor = copy.deepcopy(self.learner.deployed_actor).eval()
             self.critic = copy.deepcopy(self.learner.critic).eval()
 
-    def _observe(self, raw: dict, a_vla: np.ndarray) -> dict:
-        """The learner's observation, as resrl.ros.observation assembles it from the nodes' topics."""
+    def _plan(self, t: int, raw: dict, info: dict, obs: dict) -> np.ndarray:
+        """a_VLA_t: a new chunk from this observation when the provider would ask for one, then
+        the arbiter's row of the chunk in charge."""
+        if self.chunks.needs_prefetch(t, self.vla_cfg.prefetch_steps):
+            self.chunk_id += 1
+            self.chunks.push(self.chunk_id, t, self._vla_infer(raw, info, obs), t)
+        action, _ = self.chunks.action_at(t)
+        if action is None:   # lockstep: a chunk is always in hand unless the provider's config is inconsistent
+            raise RuntimeError(f"no base action at step {t}: vla.prefetch_steps {self.vla_cfg.prefetch_steps} "
+                               f"vs chunk rows -- the chunk ran out before the next one was asked for")
+        return action.astype(np.float32)
+
+    def _observe(self, raw: dict, a_vla: Optional[np.ndarray] = None) -> dict:
+        """The learner's observation, as resrl.ros.observation assembles it from the nodes' topics
+        (``base_action`` filled in by the caller when a_VLA comes from this observation)."""
         k = self.model_cfg.num_objects
         poses, confs = np.zeros((k, 7), np.float32), np.zeros(k, np.float32)
         for i, (object_id, gt) in enumerate(tracked_objects(self.env.cfg.task, raw)[:k]):
@@ -145,8 +174,15 @@ class InProcessSession:
             confs[i] = conf if valid else 0.0
             if valid and conf >= self.model_cfg.conf_threshold:   # else zeros: the paper's dropout fallback
                 poses[i] = pose
-        return {"state": raw["state"].astype(np.float32), "base_action": a_vla.astype(np.float32),
-                "object_poses": poses.reshape(-1), "object_conf": confs}
+        obs = {"state": raw["state"].astype(np.float32), "object_poses": poses.reshape(-1), "object_conf": confs}
+        if a_vla is not None:
+            obs["base_action"] = a_vla.astype(np.float32)
+        return obs
+
+    def _observe_and_plan(self, t: int, raw: dict, info: dict) -> dict:
+        obs = self._observe(raw)
+        obs["base_action"] = self._plan(t, raw, info, obs)
+        return obs
 
     @torch.inference_mode()
     def _residual(self, obs: dict, explore: bool) -> np.ndarray:
@@ -168,16 +204,17 @@ class InProcessSession:
     def run_episode(self, kind: str, seed: int) -> EpisodeRecord:
         raw = self.env.reset(seed=seed)
         info = self.env.privileged_info()
-        for part in (self.tracker, self.control, self.vla):
+        for part in (self.tracker, self.control, self.chunks):
             part.reset()
+        self._vla_reset()
         self.expert.reset(seed)
         observations: Dict[int, dict] = {}
         rec = EpisodeRecorder(kind, episode_buffers(kind, self.online, self.offline),
                               lambda stamp, base: {**observations[stamp], "base_action": base},
                               {"episode_id": len(self.plan.records), "seed": seed},
                               period_ns=self.period_ns if self.step_grid else None)
-        a_vla = self.vla.infer(raw, info)[0].astype(np.float32)
-        obs = observations[0] = self._observe(raw, a_vla)
+        obs = observations[0] = self._observe_and_plan(0, raw, info)
+        a_vla = obs["base_action"]
         lambdas, gates, success, steps = [], [], False, 0
         self.gate_trace = []
         max_dlambda = max_jump = 0.0
@@ -210,8 +247,8 @@ class InProcessSession:
                 if not self._store(rec, kind):
                     self._store(rec, kind, force=True)
                 break
-            a_vla = self.vla.infer(raw, info)[0].astype(np.float32)
-            obs = observations[stamp] = self._observe(raw, a_vla)
+            obs = observations[stamp] = self._observe_and_plan(t + 1, raw, info)
+            a_vla = obs["base_action"]
         if not success:   # why it failed, for the log: where the object ended up
             gap = np.linalg.norm(info["object_pose"][:2] - info["target_pose"][:2])
             self.last_outcome = (f" failed: grasped={int(info['grasped'])} object-target {gap * 100:.1f} cm"
@@ -285,10 +322,11 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", default=None, help="replay + session state on disk; the same run dir resumes")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker"
-                         " | schedule (resrl.arbiter.schedules, with --mode static)")
+                         " | schedule (resrl.arbiter.schedules, with --mode static) | vla (the chunk provider's vla.*, e.g."
+                         " --set vla.backend=lerobot --set vla.checkpoint_dir=DIR --set vla.prefetch_steps=8)")
     args = ap.parse_args(argv)
     over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker",
-                                                           "schedule")}
+                                                           "schedule", "vla")}
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
