@@ -48,6 +48,25 @@ def run_session(specs, tmp_path, timeout_s: float):
     return learner_rc, codes, logs
 
 
+def run_recorded_session(specs, tmp_path, streams: dict, seen: dict, timeout_s: float = GUARD_S):
+    """run_session while a probe node appends every message of ``streams`` (name -> (type, topic))
+    to ``seen[name]``."""
+    rclpy.init()
+    node = rclpy.create_node("integration_probe")
+    for name, (msg_type, topic) in streams.items():
+        # Deep reader queues: the probe's executor may lag behind a fast lockstep loop on 2 cores.
+        node.create_subscription(msg_type, topic, seen[name].append, qos.RECORDED)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        return run_session(specs, tmp_path, timeout_s)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()
+
+
 @pytest.mark.timeout(700)
 def test_short_session_through_the_node_graph(tmp_path):
     specs = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "run_dir": str(tmp_path)})
@@ -56,23 +75,10 @@ def test_short_session_through_the_node_graph(tmp_path):
             spec.overrides.update({"session_plan.num_demos": 2, "session_plan.max_env_steps": 150,
                                    "session_plan.eval_every": 1000, "learner.warmup_steps": 30,
                                    "learner.batch_size": 32, "learner.learning_starts": 32})
-    rclpy.init()
-    node = rclpy.create_node("integration_probe")
     seen = {"chunks": [], "commands": [], "gates": []}
-    # Deep reader queues: the probe's executor may lag behind a fast lockstep loop on 2 cores.
-    node.create_subscription(ActionChunk, topics.VLA_CHUNK, seen["chunks"].append, qos.RECORDED)
-    node.create_subscription(CommandedAction, topics.COMMAND, seen["commands"].append, qos.RECORDED)
-    node.create_subscription(GateState, topics.GATE_STATE, seen["gates"].append, qos.RECORDED)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    try:
-        learner_rc, codes, logs = run_session(specs, tmp_path, GUARD_S)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown()
+    learner_rc, codes, logs = run_recorded_session(specs, tmp_path, {
+        "chunks": (ActionChunk, topics.VLA_CHUNK), "commands": (CommandedAction, topics.COMMAND),
+        "gates": (GateState, topics.GATE_STATE)}, seen)
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
     data = json.loads((tmp_path / "metrics.json").read_text())
     kinds = [e["kind"] for e in data["episodes"]]
@@ -174,21 +180,10 @@ def test_base_only_session_with_a_lerobot_base_runs_to_its_budget(tmp_path):
         if spec.name == "vla_chunk_provider":   # a real VLA's open-loop chunks: 10 rows, re-plan with 5 left
             spec.overrides.update({"vla.backend": "lerobot", "vla.checkpoint_dir": str(checkpoint),
                                    "vla.horizon": 10, "vla.prefetch_steps": 5})
-    rclpy.init()
-    node = rclpy.create_node("lerobot_base_probe")
-    chunks, commands = [], []
-    node.create_subscription(ActionChunk, topics.VLA_CHUNK, chunks.append, qos.RECORDED)
-    node.create_subscription(CommandedAction, topics.COMMAND, commands.append, qos.RECORDED)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    try:
-        learner_rc, codes, logs = run_session(specs, tmp_path, GUARD_S)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown()
+    seen = {"chunks": [], "commands": []}
+    learner_rc, codes, logs = run_recorded_session(specs, tmp_path, {
+        "chunks": (ActionChunk, topics.VLA_CHUNK), "commands": (CommandedAction, topics.COMMAND)}, seen)
+    chunks, commands = seen["chunks"], seen["commands"]
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert data["finished_reason"] == "step budget" and data["updates"] == 0 and data["warmup_updates"] == 0
