@@ -154,6 +154,9 @@ class LearnerNodeConfig:
     wait_for_nodes: str = ""            # comma-separated node names to see before episode 1
     startup_wait_s: float = 3.0
     terminal_wait_s: float = 5.0
+    # A reset whose response has not come after this long is asked again (a response lost while
+    # discovery is incomplete left the session waiting forever; the sim restarts a running episode).
+    reset_timeout_s: float = 15.0
     offline_bags: str = ""
     bag_tolerance_ms: float = 50.0
     obs_history: int = 1000

@@ -122,6 +122,7 @@ class LearnerNode(Node):
         wall_timer(self, 1.0, self._publish_status)
         self.trainer.start()
         self._reset_future = None
+        self._reset_sent = 0.0
         self.t_start = time.monotonic()
         self.get_logger().info(f"learner up: algo={algo} session={self.session_mode} run_dir={self.run_dir} "
                                f"replay online={len(self.online)} demos={len(self.offline)}"
@@ -332,7 +333,13 @@ class LearnerNode(Node):
                 kind, seed = nxt
                 self.episode["seed"] = seed
                 self._reset_future = self.reset_client.call_async(ResetEpisode.Request(seed=seed, episode_type=kind))
+                self._reset_sent = time.monotonic()
                 self.state = "resetting"
+            elif self.state == "resetting" and not self._reset_future.done() \
+                    and time.monotonic() - self._reset_sent > self.cfg.reset_timeout_s:
+                self.get_logger().warning(f"no reset response in {self.cfg.reset_timeout_s} s; asking again")
+                self.reset_client.remove_pending_request(self._reset_future)
+                self.state = "idle"
             elif self.state == "resetting" and self._reset_future.done():
                 res = self._reset_future.result()
                 if res is None or not res.success:
@@ -356,7 +363,8 @@ class LearnerNode(Node):
             return False
         if any(name not in self.get_node_names() for name in self.wait_for_nodes):
             return False   # e.g. the session bag recorder: a bag must hold the whole session
-        return all(self.count_publishers(t) > 0 for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL))
+        return all(self.count_publishers(t) > 0
+                   for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL, topics.EPISODE_EVENTS))
 
     def _publish_weights_if_idle(self):
         if self.recorder is None or self.recorder.finished:
