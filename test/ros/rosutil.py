@@ -98,6 +98,13 @@ class LineProcess:
             return self.seen.wait_for(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
                                       self.guard_s) and any(text in line for line in self.lines)
 
+    def wait_count(self, text: str, n: int) -> bool:
+        """Block until ``n`` lines containing ``text`` were printed (False if the process ended first)."""
+        count = lambda: sum(text in line for line in self.lines)  # noqa: E731
+        with self.seen:
+            return self.seen.wait_for(lambda: count() >= n or self.proc.poll() is not None,
+                                      self.guard_s) and count() >= n
+
     def stop(self, sig) -> float:
         """Send ``sig``; seconds until the process had exited."""
         t0 = time.monotonic()

@@ -5,16 +5,19 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 import rclpy
+from std_msgs.msg import String
 
 from resrl import topics
 from resrl.bags import RebuildConfig, read_bag, rebuild
 from resrl.bags.schema import SESSION_TOPICS
 from resrl.nodes.bag_recorder_node import message_class
 from resrl.replay import ReplayBuffer
+from resrl.replay.storage import read_episode
 from resrl.ros import qos
 from rosutil import ROOT, install_prefix, interrupt, wait_for
 
@@ -51,15 +54,23 @@ def test_recorded_bag_replays_into_the_learners_transitions(tmp_path):
         ready = wait_for(lambda: all(p.get_subscription_count() >= 2 for p in pubs.values()) or
                          learner.poll() is not None or recorder.poll() is not None, 60, 0.2)
         assert ready and learner.poll() is None and recorder.poll() is None, (tmp_path / "nodes.log").read_text()
-        time.sleep(1.0)   # the learner's startup_wait
+        # The learner's first status (a timer of its executor): it is spinning, not still starting up.
+        status = []
+        node.create_subscription(String, topics.LEARNER_STATUS, status.append, qos.CONTROL)
+        assert wait_for(lambda: rclpy.spin_once(node, timeout_sec=0.1) or status, 30, 0.0), \
+            (tmp_path / "nodes.log").read_text()
         for topic, msg in session.stream:
             pubs[topic].publish(msg)
             # Still several times the message rate of a real 10-30 Hz loop, but not a burst that
             # overruns reader queues of a learner busy with its first fsyncs on a loaded CI machine.
             time.sleep(0.03 if topic in (topics.EPISODE_EVENTS, topics.COMMAND) else 0.01)
+        # Both have it all: the learner's episode files are closed (END / ABORT record: the stream's
+        # last message ends the last episode) and the recorder's flushed count is the stream's.
         expected_files = 3 + 3   # online: episodes 2, 5 + the reset one (ABORT); eval 3 goes nowhere; demos: 1, copies of 2 and 5
-        wait_for(lambda: len(list((tmp_path / "replay").rglob("episode-*.rrb"))) >= expected_files, 20, 0.2)
-        time.sleep(1.0)
+        assert wait_for(lambda: _episodes_closed(tmp_path / "replay", expected_files), 60, 0.2), \
+            sorted(p.name for p in (tmp_path / "replay").rglob("*"))
+        assert wait_for(lambda: _flushed_count(tmp_path / "bag") == len(session.stream), 60, 0.1), \
+            (_flushed_count(tmp_path / "bag"), len(session.stream))
     finally:
         node.destroy_node()
         rclpy.shutdown()
@@ -88,6 +99,14 @@ def test_recorded_bag_replays_into_the_learners_transitions(tmp_path):
             for key in ep.obs:
                 np.testing.assert_array_equal(ep.obs[key], other.obs[key], err_msg=f"{name} {eid} obs {key}")
             assert ep.success == other.success
+
+
+def _episodes_closed(replay_dir, n: int) -> bool:
+    """At least ``n`` episode files, each closed by an END or ABORT record."""
+    files = list(replay_dir.rglob("episode-*.rrb"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # a file being appended to reads as truncated
+        return len(files) >= n and all(ep.success is not None or ep.aborted for ep in map(read_episode, files))
 
 
 def _flushed_count(bag) -> int:

@@ -32,7 +32,7 @@ from std_srvs.srv import Trigger
 
 from resrl import topics
 from resrl.ros import qos
-from resrl.ros.convert import numpy_to_pose, pose_to_numpy
+from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy
 from rosutil import stop_process, tracebacks, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,11 +97,32 @@ def bridge_with_peer(peer, proc):
 class Peer:
     """The test side: a node in this process, spun by a background executor."""
 
+    def stamp(self):
+        """A fresh, strictly increasing stamp (ns) for the next input the test sends."""
+        ns = max(self.node.get_clock().now().nanoseconds, self.last_stamp_ns + 1)
+        self.last_stamp_ns = ns
+        return ns_to_stamp(ns), ns
+
+    def send_target(self, xyz, frame):
+        msg = PoseStamped()
+        msg.header.stamp, ns = self.stamp()
+        msg.header.frame_id = frame
+        msg.pose = numpy_to_pose([*xyz, *DOWN])
+        self.target_pub.publish(msg)
+        return ns
+
+    def send_gripper(self, value):
+        msg = JointState(name=["gripper"], position=[float(value)])
+        msg.header.stamp, ns = self.stamp()
+        self.gripper_pub.publish(msg)
+        return ns
+
     def __init__(self, name: str):
         self.node = rclpy.create_node(name)
         self.group = ReentrantCallbackGroup()
         self.lock = threading.Lock()
         self.got = {}
+        self.last_stamp_ns = 0
         self.servers = []   # action servers: destroyed explicitly, destroy_node leaves them behind
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
@@ -128,6 +149,33 @@ class Peer:
 
 def statuses(peer, t0):
     return [json.loads(m.data) for m in peer.since("status", t0)]
+
+
+def status_where(peer, t0, pred, timeout: float = 10.0) -> dict:
+    """The first status since ``t0`` that satisfies ``pred``. The bridge publishes one on each
+    change and every second, with what it did with the newest target and gripper command: a
+    test waits for the bridge's account of its input instead of watching a silence."""
+    found = []
+
+    def seen():
+        found[:] = [s for s in statuses(peer, t0) if pred(s)]
+        return bool(found)
+    assert wait_for(seen, timeout), statuses(peer, t0)[-3:]
+    return found[0]
+
+
+def handled_target(peer, t0, stamp_ns: int) -> dict:
+    return status_where(peer, t0, lambda s: s["last_target"]["stamp_ns"] == stamp_ns)
+
+
+def handled_gripper(peer, t0, stamp_ns: int) -> dict:
+    return status_where(peer, t0, lambda s: s["last_gripper"]["stamp_ns"] == stamp_ns)
+
+
+def sees_pose(peer, pose, t0) -> bool:
+    """The bridge republishes ``pose`` as the robot state (it has taken it as current)."""
+    ee = peer.since("ee", t0)
+    return bool(ee) and np.allclose(pose_to_numpy(ee[-1].pose), pose, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -200,13 +248,7 @@ class FakeFranka(Peer):
         self.grip_pub.publish(grip)
 
     def send_target(self, xyz, frame="fr3_link0"):
-        msg = PoseStamped()
-        msg.header.stamp, msg.header.frame_id = self.node.get_clock().now().to_msg(), frame
-        msg.pose = numpy_to_pose([*xyz, *DOWN])
-        self.target_pub.publish(msg)
-
-    def send_gripper(self, value):
-        self.gripper_pub.publish(JointState(name=["gripper"], position=[float(value)]))
+        return super().send_target(xyz, frame)
 
 
 @pytest.fixture(scope="class")
@@ -240,15 +282,15 @@ class TestFranka:
         peer.follow = False
         try:
             peer.pose = np.array([0.5, 0.0, 0.3, *DOWN])
-            time.sleep(0.4)
             t0 = time.monotonic()
+            assert wait_for(lambda: sees_pose(peer, peer.pose, t0), 5)
             peer.send_target([2.0, 0.0, 0.3])                 # far outside the box
             assert wait_for(lambda: peer.since("target", t0), 5)
             out = pose_to_numpy(peer.since("target", t0)[0].pose)
             np.testing.assert_allclose(out[:3], [0.5 + MAX_SPEED / RATE_HZ, 0.0, 0.3], atol=1e-5)
             peer.pose = np.array([0.69, 0.0, 0.06, *DOWN])
-            time.sleep(0.4)
             t1 = time.monotonic()
+            assert wait_for(lambda: sees_pose(peer, peer.pose, t1), 5)
             peer.send_target([0.75, 0.0, -0.5])                # below the table, beyond x max
             assert wait_for(lambda: peer.since("target", t1), 5)
             out = pose_to_numpy(peer.since("target", t1)[0].pose)
@@ -261,11 +303,14 @@ class TestFranka:
         peer, _ = franka
         with peer.lock:
             peer.goals.clear()
+        t0 = time.monotonic()
+        before = status_where(peer, t0, lambda s: True)["counts"]["gripper_goals"]
         for value in [0.0, 0.0, 1.0, 1.0, 0.9, 0.5, 0.0, 0.0]:
-            peer.send_gripper(value)
-            time.sleep(0.15)
+            last = peer.send_gripper(value)
+            time.sleep(0.15)    # the arbiter's pace, not a wait
+        # the bridge has handled all eight and says how many goals it sent: exactly one per change
+        assert handled_gripper(peer, t0, last)["counts"]["gripper_goals"] - before == 3
         assert wait_for(lambda: len(peer.goals) >= 3, 5)
-        time.sleep(0.3)
         names = [name for name, _ in peer.goals]
         assert names == ["move", "grasp", "move"], names
         grasp = peer.goals[1][1]
@@ -282,25 +327,29 @@ class TestFranka:
             t_quiet = time.monotonic()
             assert wait_for(lambda: any(s["state"] == "holding" and "stale" in s["reason"]
                                         for s in statuses(peer, t_quiet)), 30), statuses(peer, t_quiet)
+            announced = next(s for s in statuses(peer, t_quiet)
+                             if s["state"] == "holding" and "stale" in s["reason"])["counts"]
             t0 = time.monotonic()
-            peer.send_target([0.51, 0.0, 0.3])
-            peer.send_gripper(1.0)
-            time.sleep(0.8)
+            target = peer.send_target([0.51, 0.0, 0.3])
+            handled_target(peer, t0, target)
+            grip = handled_gripper(peer, t0, peer.send_gripper(1.0))
+            assert grip["last_target"] == {"stamp_ns": target, "sent": False}
+            assert grip["last_gripper"]["goal"] == ""                     # the gripper holds too
+            counts = grip["counts"]
+            assert counts["targets_out"] == announced["targets_out"]
+            assert counts["gripper_goals"] == announced["gripper_goals"] and len(peer.goals) == goals_before
+            assert counts["snapshots"] == announced["snapshots"]          # no observation from stale state
             assert peer.since("target", t0) == []
-            assert peer.since("ee", t0 + 0.1) == []           # no observation from stale state
             assert not any(s["state"] == "ok" for s in statuses(peer, t0)), statuses(peer, t0)
-            assert len(peer.goals) == goals_before      # the gripper holds too
         finally:
             peer.publishing = True
         assert wait_for(lambda: any(s["state"] == "ok" for s in statuses(peer, time.monotonic() - 0.05)), 5)
 
     def test_franka_target_in_another_frame_holds(self, franka):
         peer, _ = franka
-        time.sleep(0.3)
         t0 = time.monotonic()
-        peer.send_target([0.51, 0.0, 0.3], frame="world")
-        time.sleep(0.5)
-        assert peer.since("target", t0) == []
+        status = handled_target(peer, t0, peer.send_target([0.51, 0.0, 0.3], frame="world"))
+        assert status["last_target"]["sent"] is False
         assert any("frame" in s["reason"] for s in statuses(peer, t0))
 
     def test_franka_reset_recovers_opens_walks_home_and_starts_episode(self, franka):
@@ -385,11 +434,8 @@ class FakeUR(Peer):
         js.header.stamp = stamp
         self.js_pub.publish(js)
 
-    def send_target(self, xyz):
-        msg = PoseStamped()
-        msg.header.stamp, msg.header.frame_id = self.node.get_clock().now().to_msg(), "base"
-        msg.pose = numpy_to_pose([*xyz, *DOWN])
-        self.target_pub.publish(msg)
+    def send_target(self, xyz, frame="base"):
+        return super().send_target(xyz, frame)
 
 
 @pytest.fixture(scope="class")
@@ -429,16 +475,17 @@ class TestUR:
         def quiet():
             last = peer.since("twist", time.monotonic() - 0.25)
             return bool(last) and all(abs(m.twist.linear.x) < 1e-9 for m in last)
-        time.sleep(0.5)
-        assert wait_for(quiet, 3.0)
+        assert wait_for(quiet, 5.0)
 
     def test_ur_gripper_command_goal(self, ur_robot):
         peer, _ = ur_robot
+        t0 = time.monotonic()
+        before = status_where(peer, t0, lambda s: True)["counts"]["gripper_goals"]
         for value in (1.0, 1.0, 1.0):
-            peer.gripper_pub.publish(JointState(name=["gripper"], position=[value]))
-            time.sleep(0.15)
+            last = peer.send_gripper(value)
+            time.sleep(0.15)    # the arbiter's pace, not a wait
+        assert handled_gripper(peer, t0, last)["counts"]["gripper_goals"] - before == 1
         assert wait_for(lambda: peer.goals, 5)
-        time.sleep(0.3)
         assert len(peer.goals) == 1
         assert peer.goals[0].position == pytest.approx(0.8) and peer.goals[0].max_effort == pytest.approx(50.0)
 
@@ -449,8 +496,9 @@ class TestUR:
         assert wait_for(lambda: any(n.endswith("unlock_protective_stop") for _, n in peer.calls), 5)
         unlock_at = next(t for t, n in peer.calls if n.endswith("unlock_protective_stop"))
         assert unlock_at - t0 >= 0.3                          # after unlock_delay_s
-        peer.send_target([0.55, 0.0, 0.3])
-        time.sleep(0.3)
+        t_sent = time.monotonic()
+        assert handled_target(peer, t0, peer.send_target([0.55, 0.0, 0.3]))["last_target"]["sent"] is False
+        assert wait_for(lambda: len(peer.since("twist", t_sent)) >= 3, 5)   # three control periods after it
         held = peer.since("twist", t0 + 0.1)
         assert held and all(abs(m.twist.linear.x) < 1e-9 for m in held)
         assert any("PROTECTIVE_STOP" in s["reason"] for s in statuses(peer, t0))
@@ -480,7 +528,7 @@ class TestURServoPose:
         msg = peer.since("servo_pose", t0)[0]
         assert msg.header.frame_id == "base"
         np.testing.assert_allclose(pose_to_numpy(msg.pose)[:3], [0.5, 0.0, 0.3 + MAX_SPEED / RATE_HZ], atol=1e-5)
-        time.sleep(1.0)   # let the targets in flight drain before the next test watches for silence
+        handled_target(peer, t0, peer.last_stamp_ns)   # every target sent is handled before the next test
 
     def test_ur_reset_fails_clearly_without_a_gripper_server(self, ur_servo_pose):
         from resrl.srv import ResetEpisode
@@ -488,11 +536,14 @@ class TestURServoPose:
         client = peer.node.create_client(ResetEpisode, topics.RESET_EPISODE)
         assert client.wait_for_service(timeout_sec=10)
         t0 = time.monotonic()
+        sent_before = status_where(peer, t0, lambda s: True)["counts"]["targets_out"]
         future = client.call_async(ResetEpisode.Request(seed=-1, episode_type="train"))
         assert wait_for(future.done, 20)
         res = future.result()
         assert not res.success and "gripper_open" in res.message and "not available" in res.message, res.message
-        assert peer.since("servo_pose", t0) == []   # no motion toward home after a failed step
+        failed = status_where(peer, t0, lambda s: s["state"] == "holding" and "gripper_open" in s["reason"])
+        assert failed["counts"]["targets_out"] == sent_before   # no motion toward home after a failed step
+        assert peer.since("servo_pose", t0) == []
 
 
 # --- the whole real-robot graph, no robot attached --------------------------------------------
@@ -516,11 +567,12 @@ def test_franka_graph_starts_and_holds_without_robot_state(ros, tmp_path):
         up = wait_for(lambda: GRAPH_NODES <= set(peer.node.get_node_names()) or proc.poll() is not None, 90, 0.5)
         assert proc.poll() is None, proc.stdout.read()
         assert up, f"missing nodes: {GRAPH_NODES - set(peer.node.get_node_names())}"
-        assert wait_for(lambda: statuses(peer, 0.0), 10)
-        time.sleep(2.0)
-        assert peer.since("resrl_target", 0.0) == [] and peer.since("controller", 0.0) == []
+        # three reports of the bridge (one a second): none received or sent a target
+        assert wait_for(lambda: len(statuses(peer, 0.0)) >= 3, 15), statuses(peer, 0.0)
         last = statuses(peer, 0.0)[-1]
         assert last["state"] == "holding" and "no ee_pose received yet" in last["reason"], last
+        assert last["counts"]["targets_in"] == 0 and last["counts"]["targets_out"] == 0, last
+        assert peer.since("resrl_target", 0.0) == [] and peer.since("controller", 0.0) == []
     finally:
         out = stop_process(proc)
         peer.close()

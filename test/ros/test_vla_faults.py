@@ -3,9 +3,8 @@ is slow, dies mid-session and comes back: while the server is away no chunk is p
 the arbiter holds once the current chunk runs out), the node keeps running and answering on
 its executor (the inference sits in a worker thread), and chunks flow again after the server
 returns, through a new connection."""
-import subprocess
+import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from sensor_msgs.msg import Image, JointState
 from resrl import topics
 from resrl.ros import qos
 from resrl.ros.convert import numpy_to_image
-from rosutil import ChunkProbe, install_prefix, stop_process, wait_for
+from rosutil import ChunkProbe, LineProcess, install_prefix, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stand_ins"))
 from openpi_server import OpenPIServerStandIn, eef_policy  # noqa: E402
@@ -72,12 +71,11 @@ class RobotFeed(ChunkProbe):
 def test_vla_node_survives_slow_and_dead_server_and_reconnects():
     server = OpenPIServerStandIn(eef_policy(8), metadata={"robot": "droid"}).start()
     exe = install_prefix() / "lib" / "resrl" / "vla_chunk_node"
-    proc = subprocess.Popen(
+    proc = LineProcess(
         [str(exe), "--ros-args", "-p", "vla.backend:=openpi", "-p", f"vla.openpi.port:={server.port}",
          "-p", "vla.horizon:=8", "-p", "vla.prefetch_steps:=8", "-p", "control_rate_hz:=10.0",
          "-p", "vla.timeout_s:=1.0", "-p", "vla.connect_timeout_s:=0.5", "-p", "vla.retry_period_s:=0.2",
-         "-p", "vla.prompt:=pick up the cube"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+         "-p", "vla.prompt:=pick up the cube"], guard_s=60.0)
     rclpy.init()
     feed = RobotFeed()
     try:
@@ -93,23 +91,30 @@ def test_vla_node_survives_slow_and_dead_server_and_reconnects():
         np.testing.assert_allclose(req["observation/gripper_position"], [0.5])
         assert req["observation/exterior_image_1_left"].shape == (224, 224, 3)
 
-        # 2. slow server: replies later than vla.timeout_s -> no chunk, but the executor answers
+        # 2. slow server: replies later than vla.timeout_s -> no chunk, but the executor answers.
+        # The server counts the replies the node hung up on (it timed out). From the first one on,
+        # the chunk count must stand still until the second: a chunk in between came from no reply.
         server.delay_s = 3.0
-        time.sleep(1.2)                      # let a request that was already answered land
-        n = feed.count()
+        assert wait_for(lambda: server.undelivered >= 1, 20), "the node never timed out on the slow server"
+        n, delivered = feed.count(), server.delivered
         assert feed.parameters_answer_within(1.0), "node executor blocked by a slow server"
-        time.sleep(1.5)
+        assert wait_for(lambda: server.undelivered >= 2, 20), "the node stopped asking the slow server"
         assert feed.count() == n, "chunk published although the server never answered in time"
+        assert server.delivered == delivered, "a late reply was taken"
         server.delay_s = 0.0
         assert wait_for(lambda: feed.count() > n, 10), "no chunk after the server sped up again"
 
-        # 3. the server dies mid-session: no chunk, node alive and responsive
+        # 3. the server dies mid-session: no chunk, node alive and responsive. The node reports its
+        # failed tries (one line per 2 s at most): from the second report after the stop to the
+        # third, no chunk may come (one from just before the stop has long landed by the second).
+        failed = "VLA inference failed"
+        before = proc.out.count(failed)
         server.stop()
-        time.sleep(1.0)
+        assert proc.wait_count(failed, before + 2), "the node did not report the dead server"
         n = feed.count()
-        time.sleep(2.0)
+        assert proc.wait_count(failed, before + 3), "the node stopped trying"
         assert feed.count() == n, "chunks published with the server down"
-        assert proc.poll() is None, "node died with the server"
+        assert proc.proc.poll() is None, "node died with the server"
         assert feed.parameters_answer_within(1.0), "node executor blocked while the server is down"
 
         # 4. the server returns on the same port: the node reconnects and publishes again
@@ -121,6 +126,7 @@ def test_vla_node_survives_slow_and_dead_server_and_reconnects():
         feed.close()
         rclpy.shutdown()
         server.stop()
-        out = stop_process(proc, timeout=30.0)   # the worker may sit in a 1 s socket timeout on a loaded machine
-    assert proc.returncode == 0, out
+        proc.stop(signal.SIGINT)
+    out = proc.out
+    assert proc.proc.returncode == 0, out
     assert "VLA inference failed" in out and "Traceback" not in out, out

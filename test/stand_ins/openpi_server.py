@@ -36,6 +36,8 @@ class OpenPIServerStandIn:
         self.port = port or free_port()
         self.delay_s = delay_s
         self.requests: List[Dict] = []
+        self.delivered = 0      # replies the client received
+        self.undelivered = 0    # replies ready after the client had hung up (it gave up waiting)
         self._loop = None
         self._thread = None
         self._stop_event = None
@@ -44,16 +46,20 @@ class OpenPIServerStandIn:
         packer = msgpack_numpy.Packer()
         await websocket.send(packer.pack(self.metadata))
         while True:
+            replying = False
             try:
                 obs = msgpack_numpy.unpackb(await websocket.recv())
                 self.requests.append(obs)
+                replying = True
                 t0 = time.monotonic()
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 action = self.policy(obs)
                 action["server_timing"] = {"infer_ms": (time.monotonic() - t0) * 1000}
                 await websocket.send(packer.pack(action))
+                self.delivered += 1
             except websockets.ConnectionClosed:
+                self.undelivered += replying
                 break
             except Exception:
                 await websocket.send(traceback.format_exc())

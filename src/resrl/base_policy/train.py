@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,34 +90,46 @@ def _poses(task: str, obs) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- 3. train
-def lerobot_train_command(dataset: Path, out: Path, steps: int, batch_size: int, chunk_size: int,
-                          n_action_steps: int, seed: int, num_workers: int = 1, lr: float = 1e-4,
-                          use_vae: bool = True) -> list:
+@dataclass(frozen=True)
+class TrainOptions:
+    """The ACT training run (CLI flags of the same names)."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    chunk_size: int = 16          # rows ACT predicts
+    n_action_steps: int = 8       # rows run open-loop per chunk
+    seed: int = 1000
+    torch_threads: int = 1
+    lr: float = 1e-4
+    use_vae: bool = True
+    num_workers: int = 1
+
+
+def lerobot_train_command(dataset: Path, out: Path, opts: TrainOptions) -> list:
     """LeRobot's own trainer on the exported dataset: a small ACT on state + environment state."""
     return [sys.executable, "-m", "resrl.vla.lerobot_compat", "lerobot.scripts.lerobot_train",
             f"--dataset.repo_id=local/{dataset.name}", f"--dataset.root={dataset}",
             "--policy.type=act", "--policy.device=cpu", "--policy.push_to_hub=false",
-            f"--policy.chunk_size={chunk_size}", f"--policy.n_action_steps={n_action_steps}",
+            f"--policy.chunk_size={opts.chunk_size}", f"--policy.n_action_steps={opts.n_action_steps}",
             "--policy.dim_model=128", "--policy.n_heads=4", "--policy.dim_feedforward=512",
             "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1", "--policy.latent_dim=16",
-            "--policy.n_vae_encoder_layers=2", "--policy.dropout=0.1", f"--policy.use_vae={str(use_vae).lower()}",
+            "--policy.n_vae_encoder_layers=2", "--policy.dropout=0.1", f"--policy.use_vae={str(opts.use_vae).lower()}",
             # ACT's preset 1e-5 is for ~100k steps on real data; at a few thousand steps it leaves
             # the decoder at the demos' mean trajectory (measured: 0/100, never grasping).
-            f"--policy.optimizer_lr={lr}",
-            f"--output_dir={out}", "--job_name=resrl_sim_base", f"--steps={steps}",
-            f"--batch_size={batch_size}", f"--num_workers={num_workers}", "--eval_freq=0", f"--save_freq={steps}",
-            "--log_freq=200", "--wandb.enable=false", f"--seed={seed}"]
+            f"--policy.optimizer_lr={opts.lr}",
+            f"--output_dir={out}", "--job_name=resrl_sim_base", f"--steps={opts.steps}",
+            f"--batch_size={opts.batch_size}", f"--num_workers={opts.num_workers}", "--eval_freq=0",
+            f"--save_freq={opts.steps}", "--log_freq=200", "--wandb.enable=false", f"--seed={opts.seed}"]
 
 
-def train(dataset: Path, out: Path, steps: int, batch_size: int, chunk_size: int, n_action_steps: int,
-          seed: int, torch_threads: int = 1, lr: float = 1e-4, use_vae: bool = True) -> tuple[Path, float]:
-    cmd = lerobot_train_command(dataset, out, steps, batch_size, chunk_size, n_action_steps, seed, lr=lr,
-                                use_vae=use_vae)
+def train(dataset: Path, out: Path, opts: TrainOptions) -> tuple[Path, float, list]:
+    """Run LeRobot's trainer; returns (checkpoint, seconds, the command it ran)."""
+    cmd = lerobot_train_command(dataset, out, opts)
     # One intra-op thread: this model's ops are small, and with a second busy core OpenMP's barriers
     # made a step 10x slower (1.5 s vs 0.13 s measured at load ~5); the data loader worker (a
     # process of its own) uses the other core.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
-           "OMP_NUM_THREADS": str(torch_threads), "MKL_NUM_THREADS": str(torch_threads)}
+           "OMP_NUM_THREADS": str(opts.torch_threads), "MKL_NUM_THREADS": str(opts.torch_threads)}
     t0 = time.perf_counter()
     log = out.parent / "lerobot_train.log"
     with open(log, "w") as fh:
@@ -124,7 +137,7 @@ def train(dataset: Path, out: Path, steps: int, batch_size: int, chunk_size: int
     seconds = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"lerobot training failed (rc {rc}); see {log}:\n" + log.read_text()[-3000:])
-    return out / "checkpoints" / "last" / "pretrained_model", seconds
+    return out / "checkpoints" / "last" / "pretrained_model", seconds, cmd
 
 
 # ---------------------------------------------------------------------------- 4. evaluate
@@ -200,19 +213,20 @@ def main(argv=None) -> int:
         _emit(result, args.json)
         return 0
     ap = argparse.ArgumentParser(prog="python -m resrl.base_policy.train", description=__doc__.split("\n\n")[0])
+    TRAIN = TrainOptions()
     ap.add_argument("--task", default="pick_place")
     ap.add_argument("--demos", type=int, default=20)
     ap.add_argument("--out", required=True, help="run folder: dataset/, train/, result.json")
     ap.add_argument("--noise-std", type=float, default=0.004, help="m, teleop jitter on each target")
     ap.add_argument("--yaw-noise-std", type=float, default=0.05, help="rad")
-    ap.add_argument("--steps", type=int, default=3000, help="LeRobot training steps")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--chunk-size", type=int, default=16, help="ACT chunk_size (rows predicted)")
-    ap.add_argument("--execute-steps", type=int, default=8, help="rows run open-loop per chunk (eval)")
+    ap.add_argument("--steps", type=int, default=TRAIN.steps, help="LeRobot training steps")
+    ap.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
+    ap.add_argument("--chunk-size", type=int, default=TRAIN.chunk_size, help="ACT chunk_size (rows predicted)")
+    ap.add_argument("--execute-steps", type=int, default=TRAIN.n_action_steps, help="rows run open-loop per chunk")
     ap.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
-    ap.add_argument("--seed", type=int, default=1000, help="training seed")
-    ap.add_argument("--torch-threads", type=int, default=1, help="intra-op threads (train and evaluation)")
-    ap.add_argument("--lr", type=float, default=1e-4, help="ACT optimizer lr (LeRobot's preset: 1e-5)")
+    ap.add_argument("--seed", type=int, default=TRAIN.seed, help="training seed")
+    ap.add_argument("--torch-threads", type=int, default=TRAIN.torch_threads, help="intra-op threads (train and evaluation)")
+    ap.add_argument("--lr", type=float, default=TRAIN.lr, help="ACT optimizer lr (LeRobot's preset: 1e-5)")
     ap.add_argument("--no-vae", action="store_true", help="ACT without its CVAE (unimodal demos)")
     ap.add_argument("--json", default="", help="also write the result here")
     args = ap.parse_args(argv)
@@ -223,17 +237,18 @@ def main(argv=None) -> int:
     dataset = out / "dataset"
     info = export_lerobot(list(buf.episodes()), dataset, TASK_TEXT.get(args.task, args.task), fps=10)
     demo_s = time.perf_counter() - t0
-    checkpoint, train_s = train(dataset, out / "train", args.steps, args.batch_size, args.chunk_size,
-                                args.execute_steps, args.seed, args.torch_threads, args.lr, not args.no_vae)
+    opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                        n_action_steps=args.execute_steps, seed=args.seed, torch_threads=args.torch_threads,
+                        lr=args.lr, use_vae=not args.no_vae)
+    checkpoint, train_s, cmd = train(dataset, out / "train", opts)
     result = {"task": args.task, "demos": args.demos, "demo_attempts": attempts,
               "demo_frames": info["total_frames"], "noise_std": args.noise_std,
-              "yaw_noise_std": args.yaw_noise_std, "train_steps": args.steps, "batch_size": args.batch_size,
-              "chunk_size": args.chunk_size, "train_seed": args.seed, "torch_threads": args.torch_threads, "lr": args.lr, "use_vae": not args.no_vae, "demo_seconds": demo_s,
+              "yaw_noise_std": args.yaw_noise_std, "train_steps": opts.steps, "batch_size": opts.batch_size,
+              "chunk_size": opts.chunk_size, "train_seed": opts.seed, "torch_threads": opts.torch_threads,
+              "lr": opts.lr, "use_vae": opts.use_vae, "demo_seconds": demo_s,
               "train_seconds": train_s, "checkpoint": str(checkpoint),
               "command": "python -m resrl.base_policy.train " + " ".join(argv),
-              "lerobot_command": "python " + " ".join(lerobot_train_command(dataset, out / "train", args.steps, args.batch_size,
-                                                                args.chunk_size, args.execute_steps, args.seed,
-                                                                lr=args.lr, use_vae=not args.no_vae)[1:])}
+              "lerobot_command": "python " + " ".join(cmd[1:])}
     result.update(evaluate(checkpoint, args.task, args.episodes, args.execute_steps, horizon=args.chunk_size,
                            torch_threads=args.torch_threads))
     _emit(result, args.json or str(out / "result.json"))

@@ -10,7 +10,8 @@ remap resrl's state topics there).
 
 Last line of defence: every target is clamped to the bridge's workspace box and speed limits.
 Stale robot state, a safety stop or a target in the wrong frame -> hold (no new target; zero
-twist in servo_twist mode) and say why on /resrl/robot/status. /resrl/reset_episode runs the
+twist in servo_twist mode) and say why on /resrl/robot/status (on each change and every second,
+with counts of the commands received and sent). /resrl/reset_episode runs the
 reset sequence (error recovery, gripper open, walk home at the speed limits) and then publishes
 the episode START event, like the simulated robot.
 
@@ -42,7 +43,7 @@ from resrl.robots import franka, ur
 from resrl.robots.common import (BridgeError, GripperHysteresis, HomeMotion, StateMonitor,
                                  check_pose, limit_target, twist_toward)
 from resrl.ros import qos
-from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy
+from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.ros.observation import FRANKA_MAX_WIDTH_M
 from resrl.ros.params import declare_dataclass
@@ -306,6 +307,11 @@ class RobotBridgeNode(Node):
         self._reset_result = ("", "")
         self.episode_id = 0
         self.limit_counts: dict = {}
+        # Inputs handled and outputs sent, in every status message: what the bridge did with each
+        # command is visible (to an operator, and to tests that must not wait out a silence).
+        self.counts = dict.fromkeys(("targets_in", "targets_out", "gripper_in", "gripper_goals", "snapshots"), 0)
+        self.last_target_in = {"stamp_ns": 0, "sent": False}     # the newest target and its fate
+        self.last_gripper_in = {"stamp_ns": 0, "goal": ""}       # the newest gripper command, goal sent ("" none)
         self.status = {"state": "starting", "reason": ""}
         self.status_sent = (None, 0.0)
 
@@ -357,6 +363,8 @@ class RobotBridgeNode(Node):
     # --- commands in --------------------------------------------------------------------------
     def _on_target(self, msg: PoseStamped):
         with self.lock:
+            self.counts["targets_in"] += 1
+            self.last_target_in = {"stamp_ns": stamp_to_ns(msg.header.stamp), "sent": False}
             if self.reset_run is not None:
                 return   # the reset sequence owns the arm
             now = time.monotonic()
@@ -380,13 +388,16 @@ class RobotBridgeNode(Node):
             self._set_status("ok", "")
             out = PoseStamped()
             out.header.stamp, out.header.frame_id = msg.header.stamp, self.state_frame or msg.header.frame_id
-            self.driver.send_target(target, out)
+            self._send_target(target, out)
+            self.last_target_in["sent"] = True
 
     def _on_gripper_command(self, msg: JointState):
         if not msg.position:
             self.get_logger().error("empty gripper command ignored", throttle_duration_sec=2.0)
             return
         with self.lock:
+            self.counts["gripper_in"] += 1
+            self.last_gripper_in = {"stamp_ns": stamp_to_ns(msg.header.stamp), "goal": ""}
             now = time.monotonic()
             if self.reset_run is not None or self.hold_reason(now):
                 return   # holding keeps the gripper as it is
@@ -396,7 +407,13 @@ class RobotBridgeNode(Node):
                 self.get_logger().error(f"{exc}; ignored", throttle_duration_sec=2.0)
                 return
             if decision is not None:
+                self.counts["gripper_goals"] += 1
+                self.last_gripper_in["goal"] = decision
                 self.gripper_call = (decision, self.driver.send_gripper(decision))
+
+    def _send_target(self, target: np.ndarray, out: PoseStamped) -> None:
+        self.counts["targets_out"] += 1
+        self.driver.send_target(target, out)
 
     # --- control timer ------------------------------------------------------------------------
     def _tick(self):
@@ -446,6 +463,7 @@ class RobotBridgeNode(Node):
         if step == self.last_snapshot_step:
             return   # timer jitter: this period already has its snapshot
         self.last_snapshot_step = step
+        self.counts["snapshots"] += 1
         stamp = ns_to_stamp(step * self.period_ns)
         pose = PoseStamped()
         pose.header.stamp, pose.header.frame_id = stamp, self.state_frame
@@ -504,7 +522,7 @@ class RobotBridgeNode(Node):
                 return self._finish_reset("")
             out = PoseStamped()
             out.header.stamp, out.header.frame_id = self.get_clock().now().to_msg(), self.state_frame
-            self.driver.send_target(target, out)
+            self._send_target(target, out)
             if isinstance(self.driver, URDriver) and self.driver.cfg.command_mode == "servo_twist":
                 lin, ang = twist_toward(target, self.current, self.cfg, self.driver.cfg.twist_gain)
                 self.driver.send_twist(lin, ang, self.state_frame)
@@ -554,7 +572,10 @@ class RobotBridgeNode(Node):
         self.status_sent = (key, now)
         self.status_pub.publish(String(data=json.dumps({**self.status, "robot": self.robot,
                                                         "episode_id": self.episode_id,
-                                                        "limits_hit": self.limit_counts})))
+                                                        "limits_hit": self.limit_counts,
+                                                        "counts": self.counts,
+                                                        "last_target": self.last_target_in,
+                                                        "last_gripper": self.last_gripper_in})))
 
 
 def main(args=None):
