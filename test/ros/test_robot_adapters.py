@@ -103,10 +103,12 @@ class Peer:
         self.last_stamp_ns = ns
         return ns_to_stamp(ns), ns
 
-    def send_target(self, xyz, frame):
+    frame = ""   # the driver's base frame (each fake driver sets its own)
+
+    def send_target(self, xyz, frame=None):
         msg = PoseStamped()
         msg.header.stamp, ns = self.stamp()
-        msg.header.frame_id = frame
+        msg.header.frame_id = self.frame if frame is None else frame
         msg.pose = numpy_to_pose([*xyz, *DOWN])
         self.target_pub.publish(msg)
         return ns
@@ -164,6 +166,11 @@ def status_where(peer, t0, pred, timeout: float = 10.0) -> dict:
     return found[0]
 
 
+def next_status(peer, t0) -> dict:
+    """The first status since ``t0``, whatever it says."""
+    return status_where(peer, t0, lambda s: True)
+
+
 def handled_target(peer, t0, stamp_ns: int) -> dict:
     return status_where(peer, t0, lambda s: s["last_target"]["stamp_ns"] == stamp_ns)
 
@@ -189,6 +196,8 @@ def ros():
 
 # --- Franka ---------------------------------------------------------------------------------
 class FakeFranka(Peer):
+    frame = "fr3_link0"
+
     def __init__(self):
         super().__init__("fake_franka")
         from franka_msgs.action import ErrorRecovery, Grasp, Homing, Move
@@ -247,8 +256,6 @@ class FakeFranka(Peer):
         grip.header.stamp = stamp
         self.grip_pub.publish(grip)
 
-    def send_target(self, xyz, frame="fr3_link0"):
-        return super().send_target(xyz, frame)
 
 
 @pytest.fixture(scope="class")
@@ -304,7 +311,7 @@ class TestFranka:
         with peer.lock:
             peer.goals.clear()
         t0 = time.monotonic()
-        before = status_where(peer, t0, lambda s: True)["counts"]["gripper_goals"]
+        before = next_status(peer, t0)["counts"]["gripper_goals"]
         for value in [0.0, 0.0, 1.0, 1.0, 0.9, 0.5, 0.0, 0.0]:
             last = peer.send_gripper(value)
             time.sleep(0.15)    # the arbiter's pace, not a wait
@@ -379,6 +386,8 @@ class TestFranka:
 
 # --- UR -------------------------------------------------------------------------------------
 class FakeUR(Peer):
+    frame = "base"
+
     def __init__(self, with_gripper: bool = True):
         super().__init__("fake_ur")
         from control_msgs.action import GripperCommand
@@ -434,8 +443,6 @@ class FakeUR(Peer):
         js.header.stamp = stamp
         self.js_pub.publish(js)
 
-    def send_target(self, xyz, frame="base"):
-        return super().send_target(xyz, frame)
 
 
 @pytest.fixture(scope="class")
@@ -480,7 +487,7 @@ class TestUR:
     def test_ur_gripper_command_goal(self, ur_robot):
         peer, _ = ur_robot
         t0 = time.monotonic()
-        before = status_where(peer, t0, lambda s: True)["counts"]["gripper_goals"]
+        before = next_status(peer, t0)["counts"]["gripper_goals"]
         for value in (1.0, 1.0, 1.0):
             last = peer.send_gripper(value)
             time.sleep(0.15)    # the arbiter's pace, not a wait
@@ -536,7 +543,7 @@ class TestURServoPose:
         client = peer.node.create_client(ResetEpisode, topics.RESET_EPISODE)
         assert client.wait_for_service(timeout_sec=10)
         t0 = time.monotonic()
-        sent_before = status_where(peer, t0, lambda s: True)["counts"]["targets_out"]
+        sent_before = next_status(peer, t0)["counts"]["targets_out"]
         future = client.call_async(ResetEpisode.Request(seed=-1, episode_type="train"))
         assert wait_for(future.done, 20)
         res = future.result()
