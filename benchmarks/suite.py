@@ -21,6 +21,7 @@ import concurrent.futures as cf
 import copy
 import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ EVAL_EPISODES = 20
 # config/sim_vgm.yaml gate windows); "vgm-paper" is VGMConfig.paper(): every resrl option off.
 PAPER = {"greedy_hold_steps": 0, "max_lambda_rate": None, "lambda_prior": 0.0, "clip_values": False,
          "critic_noise": 0.0}
+AMPLIFY = {"lambda_max": 2.0, "per_group": True,
+           "group_lambda_max": {"translation": 2.0, "rotation": 1.0, "gripper": 1.0}}
 ARMS = {
     "base_only": {"mode": "base_only"},
     "static-0.25": {"mode": "static", "vgm": {"lambda_static": 0.25}},
@@ -56,6 +59,15 @@ ARMS = {
     # Each shipped option switched back to the paper's, one at a time (what each change buys).
     "vgm-no-prior": {"mode": "vgm", "vgm": {"lambda_prior": 0.0}},
     "vgm-no-rate-limit": {"mode": "vgm", "vgm": {"max_lambda_rate": None}},
+    # Amplification (the paper's "VGM dynamically amplifies lambda_t to provide the necessary
+    # corrective force" in a stagnation trap): lambda_max 2 on the translation group only (rotation
+    # and gripper stay capped at 1), so a gate can push a residual that stalls short of its goal
+    # further along its own direction; the rate limit makes that a sweep, not a jump. The static
+    # references scale every dimension, as a user turning up a fixed lambda would.
+    "static-1.25": {"mode": "static", "vgm": {"lambda_static": 1.25, "lambda_max": 1.25}},
+    "static-1.5": {"mode": "static", "vgm": {"lambda_static": 1.5, "lambda_max": 1.5}},
+    "vgm-amplify": {"mode": "vgm", "vgm": dict(AMPLIFY)},
+    "vgm-paper-amplify": {"mode": "vgm", "vgm": {**PAPER, **AMPLIFY}},
     # Escape by perturbation: the training exploration noise (0.2 xi, clip 0.5) on the residual
     # while the escape gate is latched, in evaluation too (VGMConfig.escape_noise).
     "vgm-escape-noise": {"mode": "vgm", "vgm": {"escape_noise": 0.2, "escape_noise_clip": 0.5}},
@@ -68,13 +80,22 @@ SAME_AS_STATIC1_AT_WARMUP = ("policy-decorator", "resfit")
 # Session / learner overrides for every run ({}: config/sim_vgm.yaml; the smoke test shrinks them).
 BASE_OVERRIDES: dict = {"session": {}, "learner": {}}
 
+def _variant(task: str) -> tuple:
+    """``<task>_demos<N>``: a config/tasks/ task with N demos instead of the session's 20 (the
+    demo-starved variants: what the warm-up leaves to cover is online learning's job, and an
+    imprecise residual is what a gate is for). Every arm of a (task, seed) gets the same demos."""
+    m = re.fullmatch(r"(.+)_demos(\d+)", task)
+    return (m.group(1), {"num_demos": int(m.group(2))}) if m else (task, {})
+
 
 def _cfg(task: str, arm: str, seed: int, **extra):
     from resrl.sim.inprocess import InProcessConfig
+    task, variant_session = _variant(task)
     spec = copy.deepcopy(ARMS[arm])
     kw = {"task": task, "seed": seed, "mode": spec.pop("mode")}
     for section in ("vgm", "learner", "algo", "schedule", "session"):
-        kw[section] = {**BASE_OVERRIDES.get(section, {}), **spec.pop(section, {}), **extra.pop(section, {})}
+        kw[section] = {**BASE_OVERRIDES.get(section, {}), **(variant_session if section == "session" else {}),
+                       **spec.pop(section, {}), **extra.pop(section, {})}
     assert not spec, spec
     return InProcessConfig(**kw, **extra)
 
@@ -123,6 +144,9 @@ def run_warmup(task: str, seed: int, arms: list, out: Path, command: str, sess=N
     """Demos + warm-up once for (task, seed); then every arm's frozen block on those weights
     (no online updates: evaluation episodes neither train nor enter the replay)."""
     t0 = time.monotonic()
+    earlier = json.loads(out.read_text()) if out.exists() else None
+    if earlier is not None:   # arms added to a stored (task, seed): static-1 again as a reproducibility check
+        arms = [a for a in arms if a not in earlier["arms"]] + (["static-1"] if "static-1" in earlier["arms"] else [])
     if sess is None:
         sess = _warmed_up(task, seed)
         warm_s = time.monotonic() - t0
@@ -142,6 +166,17 @@ def run_warmup(task: str, seed: int, arms: list, out: Path, command: str, sess=N
         if arm in arms and "static-1" in result["arms"]:
             result["arms"][arm] = {**result["arms"]["static-1"], "same_as": "static-1"}
     result["wall_s"] = time.monotonic() - t0 + warm_s
+    if earlier is not None:
+        again = result["arms"].pop("static-1", None)
+        if again is not None:
+            same = [e["success"] for e in again["episodes"]] == [e["success"] for e in earlier["arms"]["static-1"]["episodes"]]
+            print(f"[warmup] {task} seed {seed} static-1 recomputed {again['successes']}/20, stored "
+                  f"{earlier['arms']['static-1']['successes']}/20: {'same episodes' if same else 'DIFFERENT'}", flush=True)
+            result.setdefault("static1_recheck", []).append({"successes": again["successes"], "same_episodes": same})
+        added = {"command": command, "arms": sorted(result["arms"]), "wall_s": result["wall_s"]}
+        result = {**earlier, "arms": {**earlier["arms"], **result["arms"]},
+                  "added": earlier.get("added", []) + [added],
+                  "static1_recheck": earlier.get("static1_recheck", []) + result.get("static1_recheck", [])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result))
     return result
@@ -389,7 +424,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             if args.phase == "warmup":
                 out = OUT / "runs" / "warmup" / task / f"seed{seed}.json"
-                if not out.exists():
+                if not out.exists() or set(args.arms) - set(json.loads(out.read_text())["arms"]):
                     jobs.append(("warmup", dict(task=task, seed=seed, arms=args.arms, out=out, command=command)))
                 continue
             if args.phase == "paired":

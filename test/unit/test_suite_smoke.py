@@ -3,18 +3,26 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "suite.py"
+TINY_LEARNER = {"batch_size": 16, "warmup_steps": 3, "learning_starts": 16}
 
 
-def test_paired_runs_and_summary_shape(tmp_path, monkeypatch):
+@pytest.fixture
+def suite(tmp_path, monkeypatch):
+    """benchmarks/suite.py writing under tmp_path, 2-episode evaluation blocks, a tiny learner."""
     spec = importlib.util.spec_from_file_location("suite", SUITE)
-    suite = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(suite)
-    monkeypatch.setattr(suite, "OUT", tmp_path)
-    monkeypatch.setattr(suite, "EVAL_EPISODES", 2)
-    monkeypatch.setattr(suite, "BASE_OVERRIDES", {
-        "session": {"num_demos": 2, "eval_episodes": 2},
-        "learner": {"batch_size": 16, "warmup_steps": 3, "learning_starts": 16}})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "OUT", tmp_path)
+    monkeypatch.setattr(module, "EVAL_EPISODES", 2)
+    monkeypatch.setattr(module, "BASE_OVERRIDES", {"session": {"eval_episodes": 2}, "learner": dict(TINY_LEARNER)})
+    return module
+
+
+def test_paired_runs_and_summary_shape(tmp_path, suite):
+    suite.BASE_OVERRIDES["session"]["num_demos"] = 2
     suite.run_paired("pick_place", 0, ["static-1", "vgm"], max_env_steps=60, eval_every=1,
                      out_dir=tmp_path / "runs" / "online" / "pick_place", command="test",
                      warm_arms=("base_only", "static-1", "vgm-paper", "vgm"))
@@ -30,3 +38,23 @@ def test_paired_runs_and_summary_shape(tmp_path, monkeypatch):
     assert task["arms"]["vgm-paper"]["warmup_only_success"] is not None and task["arms"]["vgm-paper"]["seeds"] == 0
     assert (tmp_path / "summary.md").read_text().startswith("#### pick_place")
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
+
+
+def test_demo_starved_variant_and_arms_added_to_a_stored_warmup(tmp_path, suite):
+    cfg = suite._cfg("pick_place_demos1", "vgm-amplify", 0)
+    assert (cfg.task, cfg.session["num_demos"]) == ("pick_place", 1)
+    assert cfg.vgm["lambda_max"] == 2.0 and cfg.vgm["group_lambda_max"]["gripper"] == 1.0
+    assert suite._cfg("pick_place", "vgm", 0).session.get("num_demos") is None   # not a variant: the YAML's 20
+    out = tmp_path / "runs" / "warmup" / "pick_place_demos1" / "seed0.json"
+    first = suite.run_warmup("pick_place_demos1", 0, ["static-1"], out, command="first")
+    assert list(first["arms"]) == ["static-1"]
+    # Arms added later: the same warm-up is rebuilt, static-1 is played again on it and must repeat
+    # episode for episode (the new arms are only comparable if it does); nothing stored is lost.
+    second = suite.run_warmup("pick_place_demos1", 0, ["static-1", "static-1.5", "vgm-amplify"], out, command="second")
+    stored = json.loads(out.read_text())
+    assert stored == second and stored["command"] == "first"
+    assert set(stored["arms"]) == {"static-1", "static-1.5", "vgm-amplify"}
+    assert stored["arms"]["static-1"] == first["arms"]["static-1"]
+    assert stored["static1_recheck"] == [{"successes": first["arms"]["static-1"]["successes"], "same_episodes": True}]
+    assert stored["added"][0]["command"] == "second" and stored["added"][0]["arms"] == ["static-1.5", "vgm-amplify"]
+    assert all(e["mean_lambda"] == 1.5 for e in stored["arms"]["static-1.5"]["episodes"])
