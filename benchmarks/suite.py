@@ -68,6 +68,9 @@ ARMS = {
     "static-1.5": {"mode": "static", "vgm": {"lambda_static": 1.5, "lambda_max": 1.5}},
     "vgm-amplify": {"mode": "vgm", "vgm": dict(AMPLIFY)},
     "vgm-paper-amplify": {"mode": "vgm", "vgm": {**PAPER, **AMPLIFY}},
+    # ... with only the escape gate taking lambda above 1 (VGMConfig.amplify_only_on_escape).
+    "vgm-escape-amplify": {"mode": "vgm", "vgm": {**AMPLIFY, "amplify_only_on_escape": True}},
+    "vgm-paper-escape-amplify": {"mode": "vgm", "vgm": {**PAPER, **AMPLIFY, "amplify_only_on_escape": True}},
     # Escape by perturbation: the training exploration noise (0.2 xi, clip 0.5) on the residual
     # while the escape gate is latched, in evaluation too (VGMConfig.escape_noise).
     "vgm-escape-noise": {"mode": "vgm", "vgm": {"escape_noise": 0.2, "escape_noise_clip": 0.5}},
@@ -79,6 +82,16 @@ SAME_AS_STATIC1_AT_WARMUP = ("policy-decorator", "resfit")
 
 # Session / learner overrides for every run ({}: config/sim_vgm.yaml; the smoke test shrinks them).
 BASE_OVERRIDES: dict = {"session": {}, "learner": {}}
+
+def parse_settings(text: str) -> list:
+    """Probe settings: "k=v;k=v/k=v" -> [{k: v, k: v}, {k: v}] (numbers as floats, the rest as text)."""
+    def value(v):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return [{k: value(v) for k, v in (kv.split("=", 1) for kv in group.split(";"))} for group in text.split("/")]
+
 
 def _variant(task: str) -> tuple:
     """``<task>_demos<N>``: a config/tasks/ task with N demos instead of the session's 20 (the

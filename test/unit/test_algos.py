@@ -906,9 +906,24 @@ def test_algorithm_configs_share_one_base():
     import dataclasses
 
     base = {f.name for f in dataclasses.fields(common.AgentConfig)}
-    assert len(base) == 17
+    assert len(base) == 18
     for cls in (CalQLConfig, RLPDConfig, TD3Config):
         assert issubclass(cls, common.AgentConfig)
         assert base <= {f.name for f in dataclasses.fields(cls)}
     assert CalQLConfig().actor_lr == 1e-4 and RLPDConfig().utd == 2 and TD3Config().explore_clip == 0.5
     assert CalQL(ToyActor(), ToyCritic()).cfg == CalQLConfig()  # no config -> the algorithm's own
+
+
+def test_v_target_q_or_monte_carlo_return():
+    """V regresses to the critic's Q(s, a_data) by default, to the data's MC return-to-go with
+    v_target "mc" (then an overestimating critic cannot lift it); an unknown target is refused."""
+    q_data = torch.tensor([[0.9, 1.0, 1.1], [0.9, 1.0, 1.1]])     # (E, B): a critic reading ~1 everywhere
+    target = q_data.clone()
+    mc = torch.tensor([0.2, 0.5, 1.0])
+    v = mc.clone()                                                 # V already at the MC return
+    _, v_loss_q = common.td_and_value_losses(q_data, target, v, CalQLConfig(), {"mc_return": mc})
+    _, v_loss_mc = common.td_and_value_losses(q_data, target, v, CalQLConfig(v_target="mc"), {"mc_return": mc})
+    assert v_loss_mc.item() == 0.0
+    assert v_loss_q.item() == pytest.approx(0.5 * ((q_data.mean(0) - mc) ** 2).mean().item())
+    with pytest.raises(ValueError, match="v_target"):
+        TD3Config(v_target="td")

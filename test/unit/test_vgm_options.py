@@ -174,3 +174,23 @@ def test_escape_noise_without_the_residual_bound_is_refused():
             step.decide(STATE, {"x": 1}, A_VLA, A_RES)
     with pytest.raises(ValueError):
         VGMConfig(escape_noise=-0.1)
+
+
+def test_only_the_escape_gate_amplifies_when_asked():
+    # lambda_max 2, no rate limit: the greedy gate fires on every step (A = +0.5), V is flat, so
+    # the escape gate latches after W_e steps.
+    kw = dict(use_regress=False, W_e=2, greedy_hold_steps=0, max_lambda_rate=None, kappa=0.0, eps_A=0.0,
+              lambda_max=2.0)
+    summed, escape_only = gated(**kw), gated(**kw, amplify_only_on_escape=True)
+    s = [summed.step([1.0, 1.0], [0.5, 0.5], 0.5).lambda_value for _ in range(4)]
+    e = [escape_only.step([1.0, 1.0], [0.5, 0.5], 0.5) for _ in range(4)]
+    assert s == [2.0] * 4                                   # prior 1 + greedy 1: amplified from step 0
+    assert [r.lambda_value for r in e] == [1.0, 1.0, 2.0, 2.0]   # capped at 1 until escape latches
+    assert not e[1].escape_latched and e[2].escape_latched
+    # Progress unlatches the escape gate: back to the trained scale at once (no rate limit here).
+    assert escape_only.step([1.0, 1.0], [0.5, 0.5], 0.6).lambda_value == 1.0
+    # Per-group caps still hold: the gripper stays at 1 while translation is amplified.
+    grouped = gated(**kw, amplify_only_on_escape=True, per_group=True,
+                    group_lambda_max={"translation": 2.0, "rotation": 1.0, "gripper": 1.0})
+    r = [grouped.step([1.0, 1.0], [0.5, 0.5], 0.5) for _ in range(3)][-1]
+    assert list(r.lambda_per_dim) == [2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]

@@ -93,7 +93,7 @@ class CalQL(AgentBase):
                 * (cfg.policy_noise * xi), self.limit)
             cand = base + torch.cat([rand_res, pol_res], dim=0)  # (N, B, D)
         q_data, q_cand, v = q_and_v(self.critic, obs, b["action"], cand)  # (E, B), (E, N, B), (B,)
-        td_loss, v_loss = td_and_value_losses(q_data, target, v, cfg.v_expectile)
+        td_loss, v_loss = td_and_value_losses(q_data, target, v, cfg, b)
 
         # --- CQL regulariser with the Monte-Carlo lower bound -----------------------------
         q_rand, q_pol = q_cand[:, :n_r], q_cand[:, n_r:]

@@ -29,6 +29,9 @@ PRECISIONS = ("fp32", "bf16")
 # --------------------------------------------------------------------------------------------
 # the settings every agent reads
 # --------------------------------------------------------------------------------------------
+V_TARGETS = ("q", "mc")   # what the V head regresses to (AgentConfig.v_target)
+
+
 @dataclass
 class AgentConfig:
     """What ``AgentBase``, the TD target, the V head and the BC term read; each algorithm's config
@@ -47,8 +50,18 @@ class AgentConfig:
     target_noise_clip: float = 0.5
     bc_weight: float = 1.0  # BC on intervention/demo samples: ||actor(s) - (a_human - a_VLA)||^2
     residual_l2: float = 0.0  # penalty on the residual magnitude in the actor loss
-    v_expectile: float = 0.5  # V(s) fits this expectile of Q(s, a_data) (0.5: behaviour value)
+    v_expectile: float = 0.5  # V(s) fits this expectile of its target (0.5: the mean)
     v_weight: float = 1.0
+    # What V(s) -- the gates' value, it feeds no TD target -- regresses to: "q", the critic's
+    # Q(s, a_data) (the behaviour value as the critic sees it: it inherits the conservative
+    # regulariser's offset -- V read 0.86-0.91 at an episode's first step where the 0/1 reward allows
+    # ~0.2, BENCHMARKS.md "Suite"); "mc", the data's Monte-Carlo return-to-go (calibrated by
+    # construction; steps of a running episode carry the replay's lower bound 0 until it ends).
+    v_target: str = "q"
+
+    def __post_init__(self):
+        if self.v_target not in V_TARGETS:
+            raise ValueError(f"v_target must be one of {V_TARGETS}, got {self.v_target!r}")
     augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
     residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
     return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
@@ -244,12 +257,15 @@ def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
     return (weight * diff.pow(2)).mean()
 
 
-def td_and_value_losses(q_data: Tensor, target: Tensor, v: Tensor, expectile: float) -> tuple[Tensor, Tensor]:
+def td_and_value_losses(q_data: Tensor, target: Tensor, v: Tensor, cfg: AgentConfig,
+                        b: Mapping) -> tuple[Tensor, Tensor]:
     """The regression terms every critic here has: ``L_TD = sum_e mean_B (Q_e(s, a) - y)^2`` (every
-    head regresses to the one target y) and ``L_V = expectile(mean_e Q_e(s, a).detach() - V(s))``
-    (V is the value of the behaviour in the data; the arbiter reads it)."""
+    head regresses to the one target y) and ``L_V = expectile(V_target - V(s))`` with V_target
+    ``mean_e Q_e(s, a).detach()`` (``cfg.v_target`` "q") or the Monte-Carlo return-to-go ("mc"):
+    V is the value of the behaviour in the data; the arbiter reads it."""
     td_loss = (q_data - target).pow(2).mean(dim=1).sum()
-    v_loss = expectile_loss(q_data.detach().mean(dim=0) - v, expectile)
+    v_target = b["mc_return"] if cfg.v_target == "mc" else q_data.detach().mean(dim=0)
+    v_loss = expectile_loss(v_target - v, cfg.v_expectile)
     return td_loss, v_loss
 
 

@@ -47,7 +47,7 @@ class RLPD(AgentBase):
         # TD target: REDQ min over a random 2-subset of target heads, next action from the actor.
         target = self.td_target(b, self.actor, lambda q: min_over_subset(q, cfg.target_subset, self.generator))
         q, _, v = q_and_v(self.critic, b["obs"], b["action"])  # (E, B), -, (B,): one trunk pass
-        td_loss, v_loss = td_and_value_losses(q, target, v, cfg.v_expectile)
+        td_loss, v_loss = td_and_value_losses(q, target, v, cfg, b)
         loss = td_loss + cfg.v_weight * v_loss
         return loss, critic_metrics(loss, td_loss, v_loss, q, target, v)
 

@@ -43,7 +43,7 @@ class TD3(AgentBase):
         target = self.td_target(b, self.actor_target,
                                 lambda q: (q[: cfg.twin_heads] if cfg.twin_heads > 0 else q).min(dim=0).values)
         q, _, v = q_and_v(self.critic, b["obs"], b["action"])  # (E, B), -, (B,): one trunk pass
-        td_loss, v_loss = td_and_value_losses(q, target, v, cfg.v_expectile)
+        td_loss, v_loss = td_and_value_losses(q, target, v, cfg, b)
         loss = td_loss + cfg.v_weight * v_loss
         return loss, critic_metrics(loss, td_loss, v_loss, q, target, v)
 

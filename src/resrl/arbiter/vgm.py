@@ -33,6 +33,8 @@ switches all of them off and is exactly the gate above:
 * greedy horizon (``greedy_hold_steps``): a fired greedy decision holds for N steps.
 * escape by perturbation (``escape_noise``, off by default): while the escape gate is latched the
   control step (resrl.control) perturbs the residual, as training exploration does.
+* escape by amplification (``amplify_only_on_escape`` with ``lambda_max`` > 1, off by default):
+  only the escape gate takes lambda above 1.
 """
 from __future__ import annotations
 
@@ -89,6 +91,13 @@ class VGMConfig:
     # lambda 1 already has.
     escape_noise: float = 0.0
     escape_noise_clip: float = 0.5
+    # Amplification (lambda_max > 1; the paper: in a stagnation trap "VGM dynamically amplifies
+    # lambda_t to provide the necessary corrective force"): True lets only the escape gate take
+    # lambda above 1, the scale the residual was trained at -- the other gates' sum is capped at 1
+    # before gamma * g_escape is added -- so a residual that stalls short of its goal is pushed
+    # further along its own direction while V makes no progress, and nowhere else. False: every
+    # gate counts towards lambda_max (the paper's sum).
+    amplify_only_on_escape: bool = False
     # Lambda used in "static" mode (the static-residual baseline).
     lambda_static: float = 0.5
     # Largest change of lambda per step in "vgm" mode; None or 0 disables the limit. 0.25: a 0->1
@@ -308,8 +317,10 @@ class VGMArbiter:
                 self._latched = False
             g_escape = 1.0 if self._latched else 0.0
 
-        lambda_raw = (cfg.lambda_prior + cfg.alpha * (g_greedy - g_harm) + cfg.beta * g_regress
-                      + cfg.gamma * g_escape)
+        lambda_raw = cfg.lambda_prior + cfg.alpha * (g_greedy - g_harm) + cfg.beta * g_regress
+        if cfg.amplify_only_on_escape:
+            lambda_raw = min(lambda_raw, 1.0)
+        lambda_raw += cfg.gamma * g_escape
         group_lambda, rate_limited = self._group_lambda(lambda_raw)
         self._prev_group_lambda = group_lambda
 

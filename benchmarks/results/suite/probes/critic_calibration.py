@@ -21,7 +21,7 @@ import suite  # noqa: E402
 suite.ARMS["probe-v"] = {"mode": "vgm", "vgm": {"clip_values": False, "use_greedy": False}}
 task, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
 if "=" in sys.argv[3]:
-    settings = [{k: float(v) for k, v in (kv.split("=") for kv in s.split(";"))} for s in sys.argv[3].split("/")]
+    settings = suite.parse_settings(sys.argv[3])
 else:
     settings = [{"cql_alpha": float(a)} for a in sys.argv[3].split(",")]
 gamma = 0.97
