@@ -94,20 +94,28 @@ def parse_settings(text: str) -> list:
 
 
 def _variant(task: str) -> tuple:
-    """``<task>_demos<N>``: a config/tasks/ task with N demos instead of the session's 20 (the
-    demo-starved variants: what the warm-up leaves to cover is online learning's job, and an
-    imprecise residual is what a gate is for). Every arm of a (task, seed) gets the same demos."""
-    m = re.fullmatch(r"(.+)_demos(\d+)", task)
-    return (m.group(1), {"num_demos": int(m.group(2))}) if m else (task, {})
+    """A suite task name -> (config/tasks/ task, {section: overrides}) for every arm of it:
+
+    * ``<task>_demos<N>``: N demos instead of the session's 20 (demo-starved: what the warm-up leaves
+      to cover is online learning's job, and an imprecise residual is what a gate is for);
+    * ``<task>@k=v;k=v``: settings of the algorithm (Cal-QL) section for the warm-up and online,
+      e.g. ``pick_place_stagnation@v_target=mc``.
+    Every arm of a (task, seed) gets the same demos and the same settings."""
+    name, _, algo = task.partition("@")
+    sections = {"algo": parse_settings(algo)[0]} if algo else {}
+    m = re.fullmatch(r"(.+)_demos(\d+)", name)
+    if m:
+        name, sections["session"] = m.group(1), {"num_demos": int(m.group(2))}
+    return name, sections
 
 
 def _cfg(task: str, arm: str, seed: int, **extra):
     from resrl.sim.inprocess import InProcessConfig
-    task, variant_session = _variant(task)
+    task, variant = _variant(task)
     spec = copy.deepcopy(ARMS[arm])
     kw = {"task": task, "seed": seed, "mode": spec.pop("mode")}
     for section in ("vgm", "learner", "algo", "schedule", "session"):
-        kw[section] = {**BASE_OVERRIDES.get(section, {}), **(variant_session if section == "session" else {}),
+        kw[section] = {**BASE_OVERRIDES.get(section, {}), **variant.get(section, {}),
                        **spec.pop(section, {}), **extra.pop(section, {})}
     assert not spec, spec
     return InProcessConfig(**kw, **extra)

@@ -45,6 +45,9 @@ def test_demo_starved_variant_and_arms_added_to_a_stored_warmup(tmp_path, suite)
     assert (cfg.task, cfg.session["num_demos"]) == ("pick_place", 1)
     assert cfg.vgm["lambda_max"] == 2.0 and cfg.vgm["group_lambda_max"]["gripper"] == 1.0
     assert suite._cfg("pick_place", "vgm", 0).session.get("num_demos") is None   # not a variant: the YAML's 20
+    both = suite._cfg("pick_place_stagnation_demos3@v_target=mc;cql_alpha=0.5", "static-1", 0)
+    assert (both.task, both.session["num_demos"], both.algo) == \
+        ("pick_place_stagnation", 3, {"v_target": "mc", "cql_alpha": 0.5})
     out = tmp_path / "runs" / "warmup" / "pick_place_demos1" / "seed0.json"
     first = suite.run_warmup("pick_place_demos1", 0, ["static-1"], out, command="first")
     assert list(first["arms"]) == ["static-1"]
