@@ -54,17 +54,17 @@ class AgentConfig:
     v_weight: float = 1.0
     # What V(s) -- the gates' value, it feeds no TD target -- regresses to: "q", the critic's
     # Q(s, a_data) (the behaviour value as the critic sees it: it inherits the conservative
-    # regulariser's offset -- V read 0.86-0.91 at an episode's first step where the 0/1 reward allows
-    # ~0.2, BENCHMARKS.md "Suite"); "mc", the data's Monte-Carlo return-to-go (calibrated by
+    # regulariser's offset -- V read 0.86-0.91 at an episode's first step where the returns are
+    # ~0.55, BENCHMARKS.md "Suite"); "mc", the data's Monte-Carlo return-to-go (calibrated by
     # construction; steps of a running episode carry the replay's lower bound 0 until it ends).
     v_target: str = "q"
+    augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
+    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
+    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
     def __post_init__(self):
         if self.v_target not in V_TARGETS:
             raise ValueError(f"v_target must be one of {V_TARGETS}, got {self.v_target!r}")
-    augment_pad: int = 4  # DrQ shift in px for image/depth keys (0 disables)
-    residual_clip: Optional[float] = None  # residual bound; None = the actor's xi
-    return_bounds: Optional[Tuple[float, float]] = None  # clamp TD targets, e.g. [0, 1] for a 0/1 reward
 
 
 # --------------------------------------------------------------------------------------------
