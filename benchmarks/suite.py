@@ -9,6 +9,8 @@ VGM as the paper defines it, VGM as resrl ships it, gate ablations) x seeds, in-
     python benchmarks/suite.py online --tasks pick_place_stagnation --arms static-1 vgm --seeds 0 1 2
     # 3. summary.json (issue-15 shape), summary.md, learning_curves.png from every stored run
     python benchmarks/suite.py summarize
+    # task names may carry a demo count and Cal-QL settings for every arm (see _variant):
+    python benchmarks/suite.py warmup --tasks pick_place_demos2 "pick_place_stagnation@v_target=mc" --arms static-1 vgm
 
 Every run's JSON (benchmarks/results/suite/runs/...) keeps its command line and wall time; a run
 whose JSON exists is skipped (delete it to re-run). Every arm of a (task, seed) gets the same demos
@@ -82,6 +84,7 @@ SAME_AS_STATIC1_AT_WARMUP = ("policy-decorator", "resfit")
 
 # Session / learner overrides for every run ({}: config/sim_vgm.yaml; the smoke test shrinks them).
 BASE_OVERRIDES: dict = {"session": {}, "learner": {}}
+
 
 def parse_settings(text: str) -> list:
     """Probe settings: "k=v;k=v/k=v" -> [{k: v, k: v}, {k: v}] (numbers as floats, the rest as text)."""
