@@ -93,7 +93,11 @@ def parse_settings(text: str) -> list:
             return float(v)
         except ValueError:
             return v
-    return [{k: value(v) for k, v in (kv.split("=", 1) for kv in group.split(";"))} for group in text.split("/")]
+    pairs = [[kv.split("=", 1) for kv in group.split(";")] for group in text.split("/")]
+    bad = [kv[0] for group in pairs for kv in group if len(kv) != 2]
+    if bad:
+        raise ValueError(f"settings {text!r}: {bad} are not key=value (separate keys by ';', settings by '/')")
+    return [{k: value(v) for k, v in group} for group in pairs]
 
 
 def _variant(task: str) -> tuple:

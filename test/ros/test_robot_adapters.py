@@ -97,13 +97,13 @@ def bridge_with_peer(peer, proc):
 class Peer:
     """The test side: a node in this process, spun by a background executor."""
 
+    frame = ""   # the driver's base frame (each fake driver sets its own)
+
     def stamp(self):
         """A fresh, strictly increasing stamp (ns) for the next input the test sends."""
         ns = max(self.node.get_clock().now().nanoseconds, self.last_stamp_ns + 1)
         self.last_stamp_ns = ns
         return ns_to_stamp(ns), ns
-
-    frame = ""   # the driver's base frame (each fake driver sets its own)
 
     def send_target(self, xyz, frame=None):
         msg = PoseStamped()
@@ -255,7 +255,6 @@ class FakeFranka(Peer):
         grip = JointState(name=["fr3_finger_joint1", "fr3_finger_joint2"], position=[self.width / 2] * 2)
         grip.header.stamp = stamp
         self.grip_pub.publish(grip)
-
 
 
 @pytest.fixture(scope="class")
@@ -444,7 +443,6 @@ class FakeUR(Peer):
         self.js_pub.publish(js)
 
 
-
 @pytest.fixture(scope="class")
 def ur_robot(ros):
     peer = FakeUR()
@@ -515,7 +513,6 @@ class TestUR:
         assert keep_sending_until(peer, [0.55, 0.0, 0.3],
                                   lambda: any(m.twist.linear.x > 1e-6 for m in peer.since("twist", t1))), \
             "motion did not resume"
-
 
 
 @pytest.fixture(scope="class")

@@ -48,6 +48,8 @@ def test_demo_starved_variant_and_arms_added_to_a_stored_warmup(tmp_path, suite)
     both = suite._cfg("pick_place_stagnation_demos3@v_target=mc;cql_alpha=0.5", "static-1", 0)
     assert (both.task, both.session["num_demos"], both.algo) == \
         ("pick_place_stagnation", 3, {"v_target": "mc", "cql_alpha": 0.5})
+    with pytest.raises(ValueError, match="key=value"):
+        suite._cfg("pick_place_stagnation@v_target", "static-1", 0)
     out = tmp_path / "runs" / "warmup" / "pick_place_demos1" / "seed0.json"
     first = suite.run_warmup("pick_place_demos1", 0, ["static-1"], out, command="first")
     assert list(first["arms"]) == ["static-1"]
