@@ -91,11 +91,18 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
     probe.create_subscription(CommandedAction, topics.COMMAND, log.add, qos.RECORDED)
     executor = SingleThreadedExecutor()
     executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    done = threading.Event()
+
+    def spin():
+        # Its own loop, joined before rclpy.shutdown(): executor.shutdown() does not wait for a
+        # thread inside executor.spin(), and rclpy.shutdown() beside a still-spinning thread hung
+        # once in Context._logging_fini (a fresh-clone run, 2026-12-07).
+        while not done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     graph = GraphProcess(specs, share=REPO, log_dir=run_dir / "logs")
     respawned_at = {}
-    done = threading.Event()
 
     def supervise():
         while not done.is_set():
@@ -177,6 +184,7 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
         t_stop = time.monotonic()
         codes = graph.stop(sigint_timeout=20.0)
         result["stop_s"] = round(time.monotonic() - t_stop, 3)
+        spinner.join()
         executor.shutdown()
         probe.destroy_node()
         rclpy.shutdown()
