@@ -76,6 +76,7 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
     from resrl.launch_runner import GraphProcess
     from resrl.msg import CommandedAction
     from resrl.ros import qos
+    from resrl.ros.spin_thread import SpinThread
 
     num_demos = 2
     specs = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "run_dir": str(run_dir)})
@@ -91,16 +92,8 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
     probe.create_subscription(CommandedAction, topics.COMMAND, log.add, qos.RECORDED)
     executor = SingleThreadedExecutor()
     executor.add_node(probe)
+    spinner = SpinThread(executor).start()   # joined before rclpy.shutdown()
     done = threading.Event()
-
-    def spin():
-        # Its own loop, joined before rclpy.shutdown(): executor.shutdown() does not wait for a
-        # thread inside executor.spin(), and rclpy.shutdown() beside a still-spinning thread hung
-        # once in Context._logging_fini (a fresh-clone run, 2026-12-07).
-        while not done.is_set():
-            executor.spin_once(timeout_sec=0.1)
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
     graph = GraphProcess(specs, share=REPO, log_dir=run_dir / "logs")
     respawned_at = {}
 
@@ -184,8 +177,7 @@ def run_fault(node: str, run_dir: Path, max_env_steps: int = 300, kill_after: in
         t_stop = time.monotonic()
         codes = graph.stop(sigint_timeout=20.0)
         result["stop_s"] = round(time.monotonic() - t_stop, 3)
-        spinner.join()
-        executor.shutdown()
+        spinner.stop()
         probe.destroy_node()
         rclpy.shutdown()
     result["exit_codes"] = codes

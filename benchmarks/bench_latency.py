@@ -64,6 +64,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     from resrl.msg import CommandedAction, ResidualAction
     from resrl.ros import qos
     from resrl.ros.convert import stamp_to_ns
+    from resrl.ros.spin_thread import SpinThread
 
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id))
     params = {n: {"ros__parameters": {"control_rate_hz": float(rate)}} for n in NODES}
@@ -98,8 +99,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     node.create_subscription(CommandedAction, topics.COMMAND, mark("command"), qos.RECORDED)
     executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spinner = SpinThread(executor).start()
     # Let the graph come up and the first episodes start before measuring.
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -113,8 +113,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     time.sleep(seconds)
     with lock:
         steps = dict(seen)
-    executor.shutdown()
-    spin.join(timeout=5)
+    spinner.stop()
     node.destroy_node()
     rclpy.try_shutdown()
     proc.send_signal(2)

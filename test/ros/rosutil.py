@@ -49,16 +49,16 @@ class ChunkProbe:
     def start(self, period_s: float):
         from rclpy.executors import SingleThreadedExecutor
         self.node.create_timer(period_s, self._tick)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        from resrl.ros.spin_thread import SpinThread
+        executor = SingleThreadedExecutor()
+        executor.add_node(self.node)
+        self.spinner = SpinThread(executor).start()
 
     def _tick(self):
         raise NotImplementedError
 
     def close(self):
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 

@@ -4,7 +4,6 @@ reach the learner, transitions land in the replay on disk, and new weights reach
 and the arbiter over topics."""
 import json
 import sys
-import threading
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ from resrl.launch_graph import GRAPHS, default_args
 from resrl.launch_runner import GraphProcess
 from resrl.msg import ActionChunk, CommandedAction, GateState
 from resrl.ros import qos
+from resrl.ros.spin_thread import SpinThread
 from rosutil import ROOT
 
 
@@ -58,11 +58,11 @@ def run_recorded_session(specs, tmp_path, streams: dict, seen: dict, timeout_s: 
         node.create_subscription(msg_type, topic, seen[name].append, qos.RECORDED)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = SpinThread(executor).start()
     try:
         return run_session(specs, tmp_path, timeout_s)
     finally:
-        executor.shutdown()
+        spinner.stop()
         node.destroy_node()
         rclpy.shutdown()
 

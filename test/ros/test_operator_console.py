@@ -19,6 +19,7 @@ from sensor_msgs.msg import Joy
 from resrl import topics
 from resrl.msg import EpisodeEvent, Intervention
 from resrl.ros import qos
+from resrl.ros.spin_thread import SpinThread
 from resrl.ros.convert import numpy_to_pose
 from resrl.srv import ResetEpisode
 from resrl.teleop import GAMEPAD
@@ -101,8 +102,7 @@ def test_console_keys_label_episodes_and_gamepad_takes_over():
     node.create_timer(0.05, publish_state)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spinner = SpinThread(executor).start()
     console = Console()
     try:
         assert wait_for(lambda: "resrl operator console" in console.read(), 120), console.screen[-2000:]
@@ -135,7 +135,7 @@ def test_console_keys_label_episodes_and_gamepad_takes_over():
         assert wait_for(lambda: console.proc.poll() is not None, 30)
     finally:
         console.stop()
-        executor.shutdown()
+        spinner.stop()
         node.destroy_node()
         rclpy.shutdown()
     assert console.proc.returncode == 0, console.screen[-3000:]

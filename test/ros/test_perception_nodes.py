@@ -23,6 +23,7 @@ from resrl import topics
 from resrl.msg import TrackedObjects
 from resrl.perception.depth import make_depth_source, resize_nearest
 from resrl.ros import qos
+from resrl.ros.spin_thread import SpinThread
 from resrl.ros.convert import camera_info, image_to_numpy, ns_to_stamp, numpy_to_image, pose_to_numpy, stamp_to_ns
 from rosutil import ROOT, install_prefix, interrupt, stop_process, wait_for
 
@@ -44,10 +45,9 @@ def probe():
     node = rclpy.create_node("perception_probe")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    spinner = SpinThread(executor).start()
     yield node
-    executor.shutdown()
+    spinner.stop()
     node.destroy_node()
     rclpy.shutdown()
 

@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 
 from resrl import topics
 from resrl.ros import qos
+from resrl.ros.spin_thread import SpinThread
 from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy
 from rosutil import stop_process, tracebacks, wait_for
 
@@ -126,9 +127,9 @@ class Peer:
         self.got = {}
         self.last_stamp_ns = 0
         self.servers = []   # action servers: destroyed explicitly, destroy_node leaves them behind
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(self.node)
+        self.spinner = SpinThread(executor)
 
     def record(self, key, msg_type, topic, qos_profile):
         self.got[key] = []
@@ -143,7 +144,7 @@ class Peer:
             return [m for t, m in self.got[key] if t >= t0]
 
     def close(self):
-        self.executor.shutdown()
+        self.spinner.stop()
         for server in self.servers:
             server.destroy()
         self.node.destroy_node()
@@ -225,7 +226,7 @@ class FakeFranka(Peer):
         self.target_pub = n.create_publisher(PoseStamped, topics.TARGET_POSE, qos.CONTROL)
         self.gripper_pub = n.create_publisher(JointState, topics.GRIPPER_COMMAND, qos.CONTROL)
         n.create_timer(0.01, self._publish, callback_group=self.group)
-        self.thread.start()
+        self.spinner.start()
 
     def _executor(self, name, cls):
         def execute(handle):
@@ -412,7 +413,7 @@ class FakeUR(Peer):
         self.gripper_pub = n.create_publisher(JointState, topics.GRIPPER_COMMAND, qos.CONTROL)
         n.create_timer(0.01, self._publish, callback_group=self.group)
         self.set_safety(SafetyMode.NORMAL)
-        self.thread.start()
+        self.spinner.start()
 
     def set_safety(self, mode):
         self.safety_pub.publish(self.SafetyMode(mode=mode))
@@ -563,7 +564,7 @@ def test_franka_graph_starts_and_holds_without_robot_state(ros, tmp_path):
     peer.record("resrl_target", PoseStamped, topics.TARGET_POSE, qos.CONTROL)
     peer.record("controller", PoseStamped, "/target_pose", SYSTEM_DEFAULT)
     peer.record("status", String, topics.ROBOT_STATUS, qos.CONTROL)
-    peer.thread.start()
+    peer.spinner.start()
     proc = subprocess.Popen([sys.executable, "-m", "resrl.launch_runner", "franka_vgm", f"run_dir:={tmp_path}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=stand_ins.subprocess_env(), start_new_session=True, cwd=tmp_path)
