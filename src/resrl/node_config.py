@@ -151,7 +151,7 @@ class LearnerNodeConfig:
     learner_config: str = ""            # algorithm YAML (default: config/learner.yaml)
     updates_per_step: int = 1
     step_grid: bool = False             # lockstep: one command per control-period stamp
-    wait_for_nodes: str = ""            # comma-separated node names to see before episode 1
+    wait_for_nodes: str = ""            # comma-separated nodes listening to events/takeovers/commands before episode 1
     startup_wait_s: float = 3.0
     terminal_wait_s: float = 5.0
     # A reset whose response has not come after this long is asked again (a response lost while

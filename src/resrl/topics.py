@@ -38,6 +38,7 @@ CLOCK = "/clock"                                                      # rosgraph
 ROBOT_EE_POSE = "/resrl/robot/ee_pose"                                # geometry_msgs/PoseStamped
 ROBOT_GRIPPER_STATE = "/resrl/robot/gripper_state"                    # sensor_msgs/JointState (finger joints, m)
 ROBOT_STATUS = "/resrl/robot/status"                                  # std_msgs/String JSON: ok / holding + why
+BAG_STATUS = "/resrl/bag/status"                                      # std_msgs/String JSON, latched: matched writers per topic
 
 # Services.
 RESET_EPISODE = "/resrl/reset_episode"                                # resrl/srv/ResetEpisode

@@ -1,6 +1,7 @@
 """The bag recorder node beside the real learner node: a control-loop stream published over ROS is
 recorded into <run_dir>/bag, and the bag replays into exactly the transitions the live learner
 stored in <run_dir>/replay (actions, rewards, observations, flags, MC returns bit-identical)."""
+import json
 import signal
 import subprocess
 import sys
@@ -129,6 +130,13 @@ def test_killed_recorder_leaves_a_readable_bag(tmp_path):
     try:
         pub = node.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
         assert wait_for(lambda: pub.get_subscription_count() >= 1 or recorder.poll() is not None, 30, 0.1)
+        # Its latched status names the writers each subscription is matched with (what the learner
+        # waits on before episode 1): this publisher, once the recorder's side has matched it too.
+        bag_status = []
+        node.create_subscription(String, topics.BAG_STATUS, lambda m: bag_status.append(json.loads(m.data)),
+                                 qos.LATCHED)
+        assert wait_for(lambda: rclpy.spin_once(node, timeout_sec=0.1) or any(
+            s["matched_writers"] == {topics.EPISODE_EVENTS: 1} for s in bag_status), 30, 0.0), bag_status
         for i in range(20):
             pub.publish(EpisodeEvent(event=EpisodeEvent.START, episode_id=i, note="train"))
             time.sleep(0.01)

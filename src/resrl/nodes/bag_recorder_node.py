@@ -9,11 +9,13 @@ the MCAP summary. Same topic list as ``ros2 bag record`` in docs/data.md (``resr
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
 
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from resrl import topics
 from resrl.bags.schema import SESSION_TOPICS
@@ -51,13 +53,20 @@ class BagRecorderNode(Node):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = BagWriter(self.path, storage)
         reliable_events = qos.EVENTS
+        self.subscriptions_by_topic = {}
         for topic in names:
             msgtype = SESSION_TOPICS[topic]
             profile = (reliable_events if topic in _EVENT_TOPICS or topic in _CONTROL_TOPICS
                        else qos.sensor(self))
-            self.create_subscription(message_class(msgtype), topic,
-                                     lambda data, t=topic, m=msgtype: self._on_message(t, m, data),
-                                     profile, raw=True)
+            self.subscriptions_by_topic[topic] = self.create_subscription(
+                message_class(msgtype), topic, lambda data, t=topic, m=msgtype: self._on_message(t, m, data),
+                profile, raw=True)
+        # Which writers each subscription is matched with, latched and on every change: the learner
+        # starts episode 1 only once the writers of the session's events, takeovers and commands
+        # reach this recorder (a writer that matches it later loses what it sent before to the bag).
+        self.status_pub = self.create_publisher(String, topics.BAG_STATUS, qos.LATCHED)
+        self.matched = None
+        wall_timer(self, 0.1, self._publish_matches)
         wall_timer(self, flush_period, self._flush)
         self.get_logger().info(f"recording {len(names)} topics to {self.path} ({storage})")
 
@@ -75,6 +84,12 @@ class BagRecorderNode(Node):
         # simulated time stands still within a control step and would lose the arrival order.
         if not self.writer.closed:
             self.writer.write_raw(topic, msgtype, time.time_ns(), data)
+
+    def _publish_matches(self):
+        matched = {t: sub.get_publisher_count() for t, sub in self.subscriptions_by_topic.items()}
+        if matched != self.matched:
+            self.matched = matched
+            self.status_pub.publish(String(data=json.dumps({"path": str(self.path), "matched_writers": matched})))
 
     def _flush(self):
         if not self.writer.closed:

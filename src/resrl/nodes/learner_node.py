@@ -44,6 +44,11 @@ TERMINAL = {EpisodeEvent.SUCCESS: (True, False), EpisodeEvent.FAILURE: (False, F
             EpisodeEvent.TIMEOUT: (False, True), EpisodeEvent.ABORT: (False, True)}
 
 
+# What a waited-for node must be subscribed to before episode 1: the episode boundaries, the
+# takeovers and the commands (every transition's action).
+SESSION_BOUNDARY_TOPICS = (topics.EPISODE_EVENTS, topics.INTERVENTION, topics.COMMAND)
+
+
 class LearnerNode(Node):
     def __init__(self):
         super().__init__("replay_learner")
@@ -119,6 +124,9 @@ class LearnerNode(Node):
         wall_timer(self, 0.02, self._tick)
         # What the operator console shows (keyboard_node): one small JSON status a second.
         self.status_pub = self.create_publisher(String, topics.LEARNER_STATUS, qos.CONTROL)
+        self.bag_matched: Optional[dict] = None   # the session bag recorder's matched writers per topic
+        self.bag_was_ready = False
+        self.create_subscription(String, topics.BAG_STATUS, self._on_bag_status, qos.LATCHED)
         wall_timer(self, 1.0, self._publish_status)
         self.trainer.start()
         self._reset_future = None
@@ -357,14 +365,31 @@ class LearnerNode(Node):
                       "train_sr20": self.plan.train_success_rate()}
         self.status_pub.publish(String(data=json.dumps(status)))
 
+    def _on_bag_status(self, msg: String):
+        self.bag_matched = json.loads(msg.data).get("matched_writers")
+
     def _graph_ready(self) -> bool:
         """Discovery takes a moment: an episode started before every node listens loses its START."""
         if time.monotonic() - self.t_start < self.startup_wait_s or not self.reset_client.service_is_ready():
             return False
+        if not all(self.count_publishers(t) > 0
+                   for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL, topics.EPISODE_EVENTS)):
+            return False
         if any(name not in self.get_node_names() for name in self.wait_for_nodes):
-            return False   # e.g. the session bag recorder: a bag must hold the whole session
-        return all(self.count_publishers(t) > 0
-                   for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL, topics.EPISODE_EVENTS))
+            return False
+        # The session bag must hold the whole session: its recorder being listed is not enough. Each
+        # writer of the session's events, takeovers and commands that this node sees must already be
+        # matched with the recorder's subscription (its latched status), or what that writer sends
+        # first is lost to the bag (seen once in ~12 full test runs, 2026-12-07: under load the
+        # sim's writers matched the recorder 3 s after it subscribed, and the bag had no episode 1).
+        # Checked until it first holds: later, a respawned writer's first messages may miss the bag,
+        # but the session never waits on the recorder again.
+        if "bag_recorder" in self.wait_for_nodes and not self.bag_was_ready:
+            matched = self.bag_matched
+            self.bag_was_ready = matched is not None and all(matched.get(t, 0) >= self.count_publishers(t)
+                                                             for t in SESSION_BOUNDARY_TOPICS)
+            return self.bag_was_ready
+        return True
 
     def _publish_weights_if_idle(self):
         if self.recorder is None or self.recorder.finished:
