@@ -77,6 +77,12 @@ ARMS = {
     # while the escape gate is latched, in evaluation too (VGMConfig.escape_noise).
     "vgm-escape-noise": {"mode": "vgm", "vgm": {"escape_noise": 0.2, "escape_noise_clip": 0.5}},
 }
+# Human in the loop (resrl.sim.inprocess.TakeoverConfig): in train episodes the scripted expert takes
+# over once the arm has hovered in a 1 cm box for 10 steps (1 s) while placing, and finishes the
+# episode; its steps are labelled interventions, as an operator's gamepad takeover is on the graph.
+TAKEOVER = {"after_steps": 10, "within_mm": 10.0}
+for _arm in ("static-1", "vgm", "vgm-escape-amplify"):
+    ARMS[f"{_arm}-takeover"] = {**copy.deepcopy(ARMS[_arm]), "takeover": dict(TAKEOVER)}
 # Warm-up-only: these arms share weights and lambda with static-1 at evaluation (a schedule
 # always applies the residual at its scale when evaluating; TD3 differs only online).
 SAME_AS_STATIC1_AT_WARMUP = ("policy-decorator", "resfit")
@@ -121,7 +127,7 @@ def _cfg(task: str, arm: str, seed: int, **extra):
     task, variant = _variant(task)
     spec = copy.deepcopy(ARMS[arm])
     kw = {"task": task, "seed": seed, "mode": spec.pop("mode")}
-    for section in ("vgm", "learner", "algo", "schedule", "session"):
+    for section in ("vgm", "learner", "algo", "schedule", "session", "takeover"):
         kw[section] = {**BASE_OVERRIDES.get(section, {}), **variant.get(section, {}),
                        **spec.pop(section, {}), **extra.pop(section, {})}
     assert not spec, spec
@@ -153,10 +159,14 @@ def _block(sess, seed: int, keep_trace: bool = True) -> dict:
             "gate_trace": trace}
 
 
-def _warmed_up(task: str, seed: int, session: dict | None = None):
-    """A session after its 20 demos and the Cal-QL warm-up (what every arm of (task, seed) shares)."""
+def _warmed_up(task: str, seed: int, session: dict | None = None, prepare=None, **extra):
+    """A session after its 20 demos and the Cal-QL warm-up (what every arm of (task, seed) shares).
+    Probes: ``extra`` overrides more of InProcessConfig (model, tracker, ...) and ``prepare(sess)``
+    runs before the first demo."""
     from resrl.sim.inprocess import InProcessSession
-    sess = InProcessSession(_cfg(task, "static-1", seed, session=dict(session or {})), log=lambda _: None)
+    sess = InProcessSession(_cfg(task, "static-1", seed, session=dict(session or {}), **extra), log=lambda _: None)
+    if prepare is not None:
+        prepare(sess)
     while not sess.plan.warmup_done:
         if sess.plan.needs_warmup():
             sess.trainer.warmup_now()
@@ -230,13 +240,16 @@ def _configure(sess, task: str, arm: str, seed: int) -> None:
     """Point a (warmed-up) session at one arm's arbiter / schedule; the networks stay as they are."""
     from resrl.arbiter.schedules import build_schedule
     from resrl.arbiter.vgm import VGMArbiter, VGMConfig
+    from resrl.configs import from_dict
+    from resrl.sim.inprocess import TakeoverConfig
     cfg = _cfg(task, arm, seed)
     if ARMS[arm].get("learner") or ARMS[arm].get("algo"):
         raise ValueError(f"arm {arm} changes the learner: it needs its own session (suite.py online)")
     yaml_vgm = dataclasses.asdict(sess.graph.arbiter.vgm)   # the graph YAML's gate settings (resrl.node_config)
-    sess.cfg = dataclasses.replace(sess.cfg, mode=cfg.mode)
+    sess.cfg = dataclasses.replace(sess.cfg, mode=cfg.mode, takeover=cfg.takeover)
     sess.control.vgm = VGMArbiter(VGMConfig(**{**yaml_vgm, **cfg.vgm, "mode": cfg.mode}))
     sess.schedule = build_schedule(cfg.schedule, seed + 13)
+    sess.takeover = from_dict(TakeoverConfig, cfg.takeover, "takeover")
     sess.train_enabled = cfg.mode != "base_only"
 
 

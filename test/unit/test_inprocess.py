@@ -77,3 +77,40 @@ def test_a_lerobot_base_runs_open_loop_chunks(tmp_path):
     for ep in s.online.episodes():   # a_VLA is the ACT's rows (around the tiny policy's trained mean)
         base = ep.obs["base_action"][:-1]
         assert np.abs(base[:, :3] - np.array([0.5, 0.0, 0.15])).max() < 0.2
+
+
+def test_a_scripted_takeover_finishes_a_stalled_train_episode_and_labels_it():
+    """The stagnation trap's base stops short and hovers; the untrained residual adds only its
+    exploration noise. With ``takeover`` the expert takes over once the arm has hovered for 5 steps
+    and finishes the episode: those steps are interventions labelled a_human - a_VLA, and the
+    episode enters both buffers."""
+    def session(takeover):
+        return InProcessSession(InProcessConfig(task="pick_place_stagnation", mode="static", seed=5,
+                                                takeover=takeover, **TINY), log=lambda line: None)
+    plain = session({})
+    rec = plain.run_episode("train", 7)
+    assert not rec.success and rec.gate_activity["takeover_steps"] == 0
+    assert list(plain.offline.episodes()) == [] and not next(plain.online.episodes()).intervention.any()
+
+    helped = session({"after_steps": 5})
+    assert helped.run_episode("eval", 7).gate_activity["takeover_steps"] == 0   # frozen evaluation: nobody helps
+    rec = helped.run_episode("train", 7)
+    assert rec.success and rec.gate_activity["takeover_steps"] > 0
+    online = next(helped.online.episodes())
+    iv = online.intervention
+    first = int(np.argmax(iv))
+    assert first > 5 and iv[first:].all() and not iv[:first].any()   # from the takeover to the episode's end
+    assert int(iv.sum()) == rec.gate_activity["takeover_steps"]
+    labels = online.residual[iv, :3]
+    assert 0.01 < np.abs(labels).max() <= 0.03 + 1e-6                 # the expert's bounded 2-3 cm correction
+    assert np.abs(online.residual[:first, :3]).max() < 0.01           # before: the untrained residual + exploration
+    (offline,) = list(helped.offline.episodes())                      # a train episode with a takeover
+    np.testing.assert_array_equal(offline.intervention, iv)
+
+
+def test_takeover_settings_are_checked():
+    import pytest
+    from resrl.configs import ConfigError
+    for bad in ({"after_steps": -1}, {"within_mm": 0.0}, {"after_step": 3}):
+        with pytest.raises(ConfigError):
+            InProcessSession(InProcessConfig(takeover=bad, **TINY), log=lambda line: None)

@@ -23,14 +23,14 @@ def suite(tmp_path, monkeypatch):
 
 def test_paired_runs_and_summary_shape(tmp_path, suite):
     suite.BASE_OVERRIDES["session"]["num_demos"] = 2
-    suite.run_paired("pick_place", 0, ["static-1", "vgm"], max_env_steps=60, eval_every=1,
+    suite.run_paired("pick_place", 0, ["static-1", "vgm-takeover"], max_env_steps=60, eval_every=1,
                      out_dir=tmp_path / "runs" / "online" / "pick_place", command="test",
                      warm_arms=("base_only", "static-1", "vgm-paper", "vgm"))
     summary = suite.summarize()
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     task = summary["tasks"]["pick_place"]
     assert task["base_success"] == 0.0
-    for arm in ("static-1", "vgm"):
+    for arm in ("static-1", "vgm-takeover"):
         a = task["arms"][arm]
         assert a["seeds"] == 1 and a["solved"] in (0, 1) and 0.0 <= a["final_success"] <= 1.0
         assert set(a) >= {"seeds", "solved", "median_steps_to_20of20", "warmup_only_success", "final_success",
@@ -45,6 +45,9 @@ def test_demo_starved_variant_and_arms_added_to_a_stored_warmup(tmp_path, suite)
     assert (cfg.task, cfg.session["num_demos"]) == ("pick_place", 1)
     assert cfg.vgm["lambda_max"] == 2.0 and cfg.vgm["group_lambda_max"]["gripper"] == 1.0
     assert suite._cfg("pick_place", "vgm", 0).session.get("num_demos") is None   # not a variant: the YAML's 20
+    helped = suite._cfg("pick_place", "vgm-escape-amplify-takeover", 0)   # an arm plus the scripted operator
+    assert helped.takeover == suite.TAKEOVER and helped.vgm == suite._cfg("pick_place", "vgm-escape-amplify", 0).vgm
+    assert suite._cfg("pick_place", "vgm", 0).takeover == {}
     both = suite._cfg("pick_place_stagnation_demos3@v_target=mc;cql_alpha=0.5", "static-1", 0)
     assert (both.task, both.session["num_demos"], both.algo) == \
         ("pick_place_stagnation", 3, {"v_target": "mc", "cql_alpha": 0.5})

@@ -10,7 +10,8 @@ the simulated tracker adds pose noise / dropout, the residual (with exploration 
 episodes) and the critic's Q/V feed the VGM gates, the safety filter clamps the composed action,
 the sim steps, and the transition goes to the replay; the learner makes ``updates_per_step``
 updates per stored step, and new weights reach the acting copies at episode ends (as the learner
-node publishes them). Demo episodes are the scripted expert taking over (intervention transitions).
+node publishes them). Demo episodes are the scripted expert taking over (intervention transitions);
+with ``takeover`` it also takes over train episodes that stall (a scripted human in the loop).
 
 It exists for sweeps the 2-core machine cannot afford through eight processes (Table I over seeds
 and gate ablations, recipe tuning); ``benchmarks/table1.py`` runs both this and the node graph.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -31,7 +33,7 @@ from resrl.algos.learner import Learner, load_configs
 from resrl.arbiter.chunks import ChunkScheduler
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
-from resrl.configs import from_dict
+from resrl.configs import ConfigError, from_dict
 from resrl.arbiter.schedules import build_schedule
 from resrl.arbiter.vgm import target_jump_m
 from resrl.control import ControlStep, session_seeds
@@ -43,9 +45,48 @@ from resrl.policy_runtime import gate_inputs, to_batch
 from resrl.recorder import EpisodeRecorder, Terminal, command
 from resrl.session import EpisodeRecord, SessionPlan, SessionStore
 from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
-from resrl.sim.scripted import ScriptedExpert, ScriptedVLA, load_task_config
+from resrl.sim.scripted import PHASE_PLACE, ScriptedExpert, ScriptedVLA, load_task_config
 from resrl.trainer import Trainer
 from resrl.vla.base import make_backend
+
+
+@dataclass
+class TakeoverConfig:
+    """A scripted operator for train episodes (benchmark arms; on the graph the operator is a person
+    at the keyboard, SpaceMouse or gamepad): once the arm has stayed within a ``within_mm`` box for
+    ``after_steps`` steps while placing -- hovering without getting anywhere -- the scripted expert
+    takes over to the end of the episode, as a HIL-SERL operator corrects a stuck policy. Its steps
+    are interventions: the residual's label is a_human - a_VLA, and the episode also enters the demo
+    buffer. 0 = never."""
+    after_steps: int = 0
+    within_mm: float = 10.0
+
+    def __post_init__(self):
+        if self.after_steps < 0 or self.within_mm <= 0:
+            raise ConfigError(f"takeover: after_steps must be >= 0 and within_mm > 0, got {self.after_steps} "
+                              f"and {self.within_mm}")
+
+
+class StallWatch:
+    """The EE positions of the last ``after_steps`` place-phase steps; ``active`` once they all fit in
+    a ``within_mm`` box (and from then on, to the episode's end). A stalled base jitters by a few
+    mm per step, so the box, not the step, tells hovering from moving."""
+
+    def __init__(self, cfg: TakeoverConfig):
+        self.cfg, self.active = cfg, False
+        self.window: deque = deque(maxlen=max(1, cfg.after_steps))
+
+    @property
+    def watching(self) -> bool:
+        return self.cfg.after_steps > 0 and not self.active
+
+    def observe(self, ee_xyz: np.ndarray, phase: str) -> None:
+        if phase != PHASE_PLACE:
+            self.window.clear()
+            return
+        self.window.append(np.asarray(ee_xyz, np.float64))
+        self.active = len(self.window) == self.window.maxlen and \
+            float(np.ptp(np.array(self.window), axis=0).max()) < self.cfg.within_mm / 1000.0
 
 
 @dataclass
@@ -73,6 +114,7 @@ class InProcessConfig:
     # base: {"backend": "lerobot", "checkpoint_dir": ..., "prefetch_steps": 8}.
     vla: Dict[str, object] = field(default_factory=dict)
     torch_threads: int = 1
+    takeover: Dict[str, object] = field(default_factory=dict)    # TakeoverConfig (train episodes)
 
 
 def _replace(obj, overrides: dict, where: str):
@@ -102,6 +144,7 @@ class InProcessSession:
             backend = make_backend(self.vla_cfg.backend, **self.vla_cfg.backend_params(cfg.task))
             self._vla_reset, self._vla_infer = (lambda: backend.reset(cfg.seed)), (lambda raw, info, obs: backend.infer(obs))
         self.expert = ScriptedExpert(task_cfg, seed=cfg.seed)
+        self.takeover = from_dict(TakeoverConfig, cfg.takeover, "takeover")
         self.tracker = SimulatedTrackers(_replace(graph.tracker, cfg.tracker, "tracker.noise"), seeds["tracker"])
         vgm_cfg = _replace(graph.arbiter.vgm, {**cfg.vgm, "mode": cfg.mode}, "vgm")
         # The arbiter's own control step, safety config and critic call (resrl.control).
@@ -218,8 +261,13 @@ class InProcessSession:
         lambdas, gates, success, steps = [], [], False, 0
         self.gate_trace = []
         max_dlambda = max_jump = 0.0
+        stall = StallWatch(self.takeover if kind == "train" else TakeoverConfig())
+        takeover_steps = 0
         for t in range(self.env.max_episode_steps):
-            human = self.expert.act(raw, info).expert_action.astype(np.float32) if kind == "demo" else None
+            human = None
+            if kind == "demo" or stall.active:   # the teleoperator: every demo step, a takeover's steps
+                human = self.expert.act(raw, info).expert_action.astype(np.float32)
+                takeover_steps += int(kind != "demo")
             a_res = None
             if human is None and self.cfg.mode != "base_only":
                 a_res = self._residual(obs, explore=kind == "train")
@@ -237,6 +285,8 @@ class InProcessSession:
                                     d.intervention, d.composed))
             self._store(rec, kind)
             raw, reward, term, trunc, info = self.env.step(d.action)
+            if stall.watching:
+                stall.observe(raw["state"][:3], self.expert.vla.phase(raw))
             steps += 1
             success = bool(info["success"])
             done = bool(term or trunc)
@@ -259,6 +309,7 @@ class InProcessSession:
         activity = {n: float(g[:, i].mean()) if len(g) else 0.0 for i, n in enumerate(("greedy", "regress", "escape"))}
         activity["max_dlambda"], activity["max_jump_mm"] = max_dlambda, 1000.0 * max_jump
         activity["harm"] = float(np.mean([r[2] for r in self.gate_trace])) if self.gate_trace else 0.0
+        activity["takeover_steps"] = float(takeover_steps)
         return EpisodeRecord(index=len(self.plan.records), kind=kind, seed=seed, steps=steps, success=success,
                              env_steps_total=0, mean_lambda=float(np.mean(lambdas)) if lambdas else 0.0,
                              gate_activity=activity)
@@ -323,10 +374,12 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker"
                          " | schedule (resrl.arbiter.schedules, with --mode static) | vla (the chunk provider's vla.*, e.g."
-                         " --set vla.backend=lerobot --set vla.checkpoint_dir=DIR --set vla.prefetch_steps=8)")
+                         " --set vla.backend=lerobot --set vla.checkpoint_dir=DIR --set vla.prefetch_steps=8) | takeover"
+                         " (TakeoverConfig: a scripted operator takes over stalled train episodes, e.g."
+                         " --set takeover.after_steps=10)")
     args = ap.parse_args(argv)
     over: Dict[str, Dict[str, object]] = {k: {} for k in ("learner", "algo", "vgm", "session", "model", "tracker",
-                                                           "schedule", "vla")}
+                                                           "schedule", "vla", "takeover")}
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
@@ -344,7 +397,7 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["InProcessConfig", "InProcessSession", "run_session"]
+__all__ = ["InProcessConfig", "InProcessSession", "TakeoverConfig", "run_session"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
