@@ -64,6 +64,37 @@ def test_launch_file_resolves_to_installed_executables_and_configs(path):
         assert any("ros2 run resrl keyboard_node --ros-args --params-file" in line for line in logs), logs
 
 
+def _effective_parameters(node, name: str) -> dict:
+    """What rcl itself resolves for node ``name`` from the parameter files the launch_ros Node
+    passes it (its YAML files, then the launch arguments' overrides)."""
+    import rclpy
+    from launch import LaunchContext
+    node._perform_substitutions(LaunchContext())
+    files = [path for path, is_file in node._Node__expanded_parameter_arguments if is_file]
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args"] + [a for f in files for a in ("--params-file", f)], context=context)
+    try:
+        probe = rclpy.create_node(name, context=context, automatically_declare_parameters_from_overrides=True)
+        values = {p.name: p.value for p in probe._parameters.values()}
+        probe.destroy_node()
+        return values
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_launch_arguments_win_over_the_yamls_node_sections():
+    """config/franka_vgm.yaml sets vla.backend / vla.openpi.* in the VLA node's own section; the
+    launch arguments must still reach the node (rcl applies a node's section after "/**" entries)."""
+    nodes, _ = _resolve(ROOT / "launch" / "franka_vgm.launch.py", vla_backend="lerobot", checkpoint="/ckpt",
+                        vla_host="10.0.0.7", vla_port="8123", mode="static")
+    by_exe = {n.node_executable: n for n in nodes}
+    vla = _effective_parameters(by_exe["vla_chunk_node"], "vla_chunk_provider")
+    assert (vla["vla.backend"], vla["vla.checkpoint_dir"], vla["vla.openpi.host"], vla["vla.openpi.port"]) == \
+        ("lerobot", "/ckpt", "10.0.0.7", 8123)
+    assert vla["vla.horizon"] == 10   # and the YAML's other keys still arrive
+    assert _effective_parameters(by_exe["vgm_arbiter_node"], "vgm_arbiter")["vgm.mode"] == "static"
+
+
 def test_console_can_be_started_by_the_launch_and_the_classifier_is_optional():
     franka = ROOT / "launch" / "franka_vgm.launch.py"
     nodes, logs = _resolve(franka, console="launch", classifier="/tmp/model.pt")

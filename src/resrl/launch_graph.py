@@ -46,8 +46,9 @@ NODE_EXECUTABLES = (
     "residual_policy_node", "vgm_arbiter_node", "keyboard_node", "learner_node",
     "bag_recorder_node", "robot_bridge_node",
 )
-# Started only when asked for (launch argument classifier:=<model>): needs a trained model.
-OPTIONAL_EXECUTABLES = ("reward_classifier_node",)
+# Started only when asked for: the classifier with classifier:=<model> (it needs a trained model),
+# the simulated Franka cell with sim_cell:=true.
+OPTIONAL_EXECUTABLES = ("reward_classifier_node", "franka_sim_node")
 # The name each node class gives itself (test_node_executables checks it against the running node).
 # The container renames a member only where its launch name differs (-r <default>:__node:=<name>).
 DEFAULT_NODE_NAMES = {
@@ -55,7 +56,7 @@ DEFAULT_NODE_NAMES = {
     "vla_chunk_node": "vla_chunk_provider", "residual_policy_node": "residual_policy",
     "vgm_arbiter_node": "vgm_arbiter", "keyboard_node": "keyboard", "learner_node": "replay_learner",
     "bag_recorder_node": "bag_recorder", "robot_bridge_node": "robot_bridge",
-    "reward_classifier_node": "reward_classifier",
+    "reward_classifier_node": "reward_classifier", "franka_sim_node": "franka_sim",
 }
 # Hosts several node classes in one process (resrl.ros.container): `--nodes camera_depth,pose_tracker`
 # names them by their executable without `_node`.
@@ -176,6 +177,10 @@ def _real_args(robot: str) -> List[LaunchArg]:
     ]
     if robot == "ur":
         args.insert(2, LaunchArg("ur_type", "ur5e", "UR model for the driver (start_driver:=true)"))
+    if robot == "franka":
+        args.insert(2, LaunchArg("sim_cell", "false", "true: a simulated Franka cell (franka_sim_node, MuJoCo) stands "
+                                 "behind the franka_ros2 / FoundationPose topics and actions instead of a real arm: "
+                                 "rehearse the session without the robot"))
     return args
 
 
@@ -186,10 +191,11 @@ ROBOT_STATE_REMAPS = [(topics.EE_POSE, topics.ROBOT_EE_POSE), (topics.GRIPPER_ST
 
 def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", vla_host="127.0.0.1",
                vla_port="8000", checkpoint="", mode="vgm", obs_mode="object", run_dir="runs/latest",
-               session="manual", extra_params="", classifier="", compose="", **_driver_args) -> List[NodeSpec]:
+               session="manual", extra_params="", classifier="", compose="", sim_cell="false",
+               **_driver_args) -> List[NodeSpec]:
     """The robot bridge + the resrl nodes on wall-clock time (driver, camera and VLA server run
-    outside: docs/robots.md). ``_driver_args`` (robot_ip, start_driver, ur_type, use_rviz, console)
-    are for the launch file's own actions."""
+    outside: docs/robots.md; or, with ``sim_cell``, the simulated cell). ``_driver_args``
+    (robot_ip, start_driver, ur_type, use_rviz, console) are for the launch file's own actions."""
     common = [f"config/{robot}_vgm.yaml"] + ([extra_params] if extra_params else [])
     shared = {"use_sim_time": False, "task": task, "obs_mode": obs_mode}
     vla = {**shared, "vla.backend": vla_backend, "vla.openpi.host": vla_host, "vla.openpi.port": int(vla_port),
@@ -210,7 +216,23 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
     if classifier:
         specs.append(NodeSpec("reward_classifier_node", "reward_classifier", common,
                               {**shared, "classifier.model_path": classifier}, remaps))
+    if _truthy(sim_cell):
+        specs = _on_sim_cell(robot, specs, common, task, obs_mode)
     return composed(_respawning(specs), compose)
+
+
+def _on_sim_cell(robot: str, specs: List[NodeSpec], common: List[str], task: str, obs_mode: str) -> List[NodeSpec]:
+    """The simulated cell first, and the pose tracker calibrated to its camera (the hand-eye
+    extrinsic a real cell sets in its YAML)."""
+    if robot != "franka":
+        raise ValueError(f"sim_cell: only the franka graph has a simulated cell, not {robot}")
+    from resrl.sim.franka_cell import scene_camera_pose   # MuJoCo: only when asked for
+    for spec in specs:
+        if spec.name == "pose_tracker":
+            spec.overrides["tracker.detection.camera_pose_in_base"] = list(scene_camera_pose(task))
+    cell = NodeSpec("franka_sim_node", "franka_sim", common, {"use_sim_time": False, "task": task,
+                                                              "render": obs_mode == "image"})
+    return [cell] + specs
 
 
 def franka_graph(**args) -> List[NodeSpec]:

@@ -52,6 +52,21 @@ def executable_path(name: str) -> str:
     raise FileNotFoundError(f"node executable '{name}' not found under AMENT_PREFIX_PATH/lib/resrl or PATH")
 
 
+def overrides_file(name: str, members: List[NodeSpec]) -> Optional[str]:
+    """The nodes' overrides (launch arguments) as a parameter file scoped to each node's name, to
+    load after the YAML files; None when there are none. Node-scoped on purpose: rcl applies a
+    node's own YAML section after every "/**" entry, whatever the file order, so a "/**"-scoped
+    override (``-p``, or the dict launch_ros writes for ``parameters=[{...}]``) silently loses
+    against the same key in the YAML's node section."""
+    overrides = {m.name: {"ros__parameters": dict(m.overrides)} for m in members if m.overrides}
+    if not overrides:
+        return None
+    fd, path = tempfile.mkstemp(prefix=f"resrl-{name}-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(overrides, f)
+    return path
+
+
 def command_args(spec: NodeSpec, share: Path) -> List[str]:
     """The arguments after the executable: the ``--ros-args`` launch_ros would pass the node
     (``-r __node:=<name>``, the parameter files, the overrides, the remaps). A resrl_container
@@ -71,13 +86,8 @@ def command_args(spec: NodeSpec, share: Path) -> List[str]:
         if not path.is_file():
             raise FileNotFoundError(f"{spec.name}: parameter file {path} does not exist")
         args += ["--params-file", str(path)]
-    overrides = {m.name: {"ros__parameters": dict(m.overrides)} for m in members if m.overrides}
-    if overrides:
-        # Node-scoped, last: `-p` overrides are "/**"-scoped and lose against the node-scoped
-        # entries of the YAML files above (launch_ros passes dicts the same way).
-        fd, path = tempfile.mkstemp(prefix=f"resrl-{spec.name}-", suffix=".yaml")
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(overrides, f)
+    path = overrides_file(spec.name, members)
+    if path:
         args += ["--params-file", path]
     for m in members:
         target = f"{m.name}:" if spec.members else ""

@@ -27,6 +27,7 @@ from resrl.models.config import ModelConfig, obs_spec  # noqa: F401  (re-exporte
 from resrl.perception.pose_tracking import IDENTITY_POSE, TrackerNoiseConfig
 from resrl.recorder import episode_buffers  # noqa: F401  (re-exported for the runners)
 from resrl.robots.common import BridgeConfig
+from resrl.robots.franka import FrankaConfig
 from resrl.session import SessionConfig
 from resrl.teleop import TeleopConfig
 
@@ -202,6 +203,21 @@ def _session_topics() -> Tuple[str, ...]:
     # Imported here: rosbags loads only when the default is asked for.
     from resrl.bags.schema import SESSION_TOPICS
     return tuple(SESSION_TOPICS)
+
+
+@dataclass
+class FrankaSimNodeConfig:
+    """``franka_sim``: a simulated Franka cell behind franka_ros2's, FoundationPose's and
+    realsense2_camera's topics and actions (rehearsal: franka_vgm.launch.py sim_cell:=true)."""
+    task: str = "pick_place"            # config/tasks/<task>.yaml: the scene
+    seed: int = 0                       # first scene; each error recovery puts the next one
+    control_rate_hz: float = 15.0       # the Cartesian controller steps the physics one period per tick
+    frame_id: str = "fr3_link0"
+    camera_frame: str = "camera_color_optical_frame"
+    render: bool = False                # colour + aligned depth on the camera topics (image mode)
+    camera_size: int = 96
+    detection_topic: str = topics.FOUNDATIONPOSE_OUTPUT   # vision_msgs/Detection3DArray, camera frame
+    franka: FrankaConfig = field(default_factory=FrankaConfig)   # the same names the bridge drives
 
 
 @dataclass

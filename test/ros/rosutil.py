@@ -75,12 +75,13 @@ class LineProcess:
     """A process whose output lines are collected as they come, so a test can wait for a line
     (an event) instead of a time."""
 
-    def __init__(self, cmd, env=None, guard_s: float = 120.0):
+    def __init__(self, cmd, env=None, guard_s: float = 120.0, new_session: bool = False):
         self.guard_s = guard_s     # only against a hung test: every wait ends on an event first
         self.lines = []
         self.seen = threading.Condition()
+        # new_session: its own process group, which a terminal's Ctrl-C reaches as a whole (killpg).
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     stdin=subprocess.DEVNULL, env=env)
+                                     stdin=subprocess.DEVNULL, env=env, start_new_session=new_session)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -132,6 +133,50 @@ class LineProcess:
     @property
     def out(self) -> str:
         return "".join(self.lines)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class PtyConsole:
+    """A console process on a pseudo-terminal, as an operator's terminal runs it: type keys, read
+    what the screen shows (ANSI escapes stripped)."""
+
+    def __init__(self, cmd, env=None):
+        import pty
+        self.master, slave = pty.openpty()
+        env = dict(os.environ if env is None else env, TERM="xterm-256color", COLUMNS="120", LINES="40")
+        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                     close_fds=True, env=env)
+        os.close(slave)
+        self.screen = ""
+
+    def read(self) -> str:
+        import select
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self.screen += ANSI.sub("", data.decode(errors="ignore"))
+        return self.screen
+
+    def type(self, key: str):
+        os.write(self.master, key.encode())
+
+    def stop(self):
+        import signal
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.read()
+        os.close(self.master)
 
 
 def spawn_python(script: Path, *args: str) -> subprocess.Popen:

@@ -1,12 +1,7 @@
 """The operator console as an operator uses it: `ros2 run resrl keyboard_node` in a terminal (a
 pseudo-terminal here), keys typed into it, a gamepad takeover over sensor_msgs/Joy. The test side
 plays the robot (the reset service, the EE pose) and watches what the console publishes."""
-import os
-import pty
 import re
-import select
-import signal
-import subprocess
 import threading
 
 import numpy as np
@@ -23,47 +18,9 @@ from resrl.ros.spin_thread import SpinThread
 from resrl.ros.convert import numpy_to_pose
 from resrl.srv import ResetEpisode
 from resrl.teleop import GAMEPAD
-from rosutil import wait_for
+from rosutil import PtyConsole, wait_for
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TAKEOVER_ROW = re.compile(r"takeover {2,}(\w+)")
-
-
-class Console:
-    """keyboard_node on a pseudo-terminal: type keys, read what the screen shows."""
-
-    def __init__(self):
-        self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(["ros2", "run", "resrl", "keyboard_node", "--ros-args", "-p", "control_rate_hz:=15.0"],
-                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True, close_fds=True,
-                                     env=dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40"))
-        os.close(slave)
-        self.screen = ""
-
-    def read(self):
-        while select.select([self.master], [], [], 0)[0]:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            self.screen += ANSI.sub("", data.decode(errors="ignore"))
-        return self.screen
-
-    def type(self, key: str):
-        os.write(self.master, key.encode())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.read()
-        os.close(self.master)
 
 
 @pytest.mark.timeout(300)
@@ -103,7 +60,7 @@ def test_console_keys_label_episodes_and_gamepad_takes_over():
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     spinner = SpinThread(executor).start()
-    console = Console()
+    console = PtyConsole(["ros2", "run", "resrl", "keyboard_node", "--ros-args", "-p", "control_rate_hz:=15.0"])
     try:
         assert wait_for(lambda: "resrl operator console" in console.read(), 120), console.screen[-2000:]
         assert wait_for(lambda: "keyboard" in node.get_node_names(), 30)

@@ -22,10 +22,10 @@ def _features(env_dim: int, image_shape):
     return inputs, {"action": PolicyFeature(FeatureType.ACTION, (7,))}
 
 
-def _stats(inputs):
+def _stats(inputs, action_mean):
     import torch
     stats = {"observation.state": {"mean": torch.zeros(7), "std": torch.ones(7)},
-             "action": {"mean": torch.from_numpy(ACTION_MEAN), "std": torch.full((7,), ACTION_STD)}}
+             "action": {"mean": torch.from_numpy(action_mean), "std": torch.full((7,), ACTION_STD)}}
     if "observation.images.rgb" in inputs:
         stats["observation.images.rgb"] = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)}
     if "observation.environment_state" in inputs:
@@ -37,8 +37,9 @@ def _stats(inputs):
 
 
 def save_tiny_policy(kind: str, out: Path, env_dim: int = 14, image_shape=None, steps: int = 3,
-                     seed: int = 0) -> tuple[Path, list]:
-    """Build, train ``steps`` Adam steps toward ACTION_MEAN and save; returns (dir, losses)."""
+                     seed: int = 0, action_mean=ACTION_MEAN) -> tuple[Path, list]:
+    """Build, train ``steps`` Adam steps toward ``action_mean`` and save; returns (dir, losses)."""
+    action_mean = np.asarray(action_mean, np.float32)
     import torch
 
     from resrl.vla.lerobot_compat import prepare
@@ -75,11 +76,11 @@ def save_tiny_policy(kind: str, out: Path, env_dim: int = 14, image_shape=None, 
         policy, obs_steps, action_steps = SmolVLAPolicy(cfg), None, cfg.chunk_size
     else:
         raise ValueError(kind)
-    pre, post = make_pre_post_processors(cfg, dataset_stats=_stats(inputs))
+    pre, post = make_pre_post_processors(cfg, dataset_stats=_stats(inputs, action_mean))
     batch_size = 4
     lead = (batch_size,) if obs_steps is None else (batch_size, obs_steps)
     raw = {"observation.state": torch.randn(*lead, 7),
-           "action": torch.from_numpy(ACTION_MEAN) + ACTION_STD * torch.randn(batch_size, action_steps, 7),
+           "action": torch.from_numpy(action_mean) + ACTION_STD * torch.randn(batch_size, action_steps, 7),
            "action_is_pad": torch.zeros(batch_size, action_steps, dtype=torch.bool)}
     if env_dim:
         raw["observation.environment_state"] = torch.randn(*lead, env_dim)

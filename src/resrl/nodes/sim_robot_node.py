@@ -21,18 +21,18 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from resrl import topics
 from resrl.geometry import quat_to_rotvec
 from resrl.msg import EpisodeEvent, Intervention, TrackedObjectPose, TrackedObjects
 from resrl.node_config import SimRobotNodeConfig
-from resrl.perception.depth import sensor_depth_to_uint16_mm
 from resrl.ros import qos
-from resrl.ros.convert import camera_info, ns_to_stamp, numpy_to_image, numpy_to_pose, pose_to_numpy, stamp_to_ns
+from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy, stamp_to_ns
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.ros.params import declare_dataclass
+from resrl.ros.sim_state import SimStatePublishers
 from resrl.sim.franka_env import FrankaTableEnv, tracked_objects
 from resrl.sim.scripted import ScriptedExpert, load_task_config
 from resrl.srv import ResetEpisode
@@ -71,13 +71,7 @@ class SimRobotNode(Node):
         self.publish_due = None
 
         sensor = qos.sensor(self)
-        self.js_pub = self.create_publisher(JointState, topics.JOINT_STATES, sensor)
-        self.pose_pub = self.create_publisher(PoseStamped, topics.EE_POSE, sensor)
-        self.grip_pub = self.create_publisher(JointState, topics.GRIPPER_STATE, sensor)
-        self.color_pub = self.create_publisher(Image, topics.COLOR_IMAGE, sensor)
-        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, sensor)
-        self.color_info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, sensor)
-        self.depth_info_pub = self.create_publisher(CameraInfo, topics.DEPTH_INFO, sensor)
+        self.state_pubs = SimStatePublishers(self, sensor, self.base_frame, self.camera_frame)
         self.gt_pub = self.create_publisher(TrackedObjects, topics.OBJECT_POSES_GT, sensor)
         self.task_pub = self.create_publisher(String, topics.TASK_INFO, qos.CONTROL)
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, 10)
@@ -219,27 +213,9 @@ class SimRobotNode(Node):
             gt.objects.append(TrackedObjectPose(header=gt.header, object_id=object_id,
                                                 pose=numpy_to_pose(pose), confidence=1.0, valid=True))
         self.gt_pub.publish(gt)
-        if "image" in obs:
-            intr = self.env.camera_intrinsics()
-            for pub, info_pub, img, enc in ((self.color_pub, self.color_info_pub, obs["image"], "rgb8"),
-                                            (self.depth_pub, self.depth_info_pub,
-                                             sensor_depth_to_uint16_mm(obs["depth_m"]), "16UC1")):
-                pub.publish(numpy_to_image(img, enc, stamp, self.camera_frame))
-                info_pub.publish(camera_info(intr["width"], intr["height"], intr["fx"], intr["fy"],
-                                             intr["cx"], intr["cy"], stamp, self.camera_frame))
-        names = list(self.env.joint_names)
-        js = JointState(name=names, position=obs["joint_pos"].astype(float).tolist(),
-                        velocity=obs["joint_vel"].astype(float).tolist())
-        js.header.stamp = stamp
-        self.js_pub.publish(js)
         width = float(obs["gripper_width"][0])
-        grip = JointState(name=names[7:9], position=[width * FINGER_WIDTH_PER_JOINT] * 2)
-        grip.header.stamp = stamp
-        self.grip_pub.publish(grip)
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = stamp, self.base_frame
-        pose.pose = numpy_to_pose(np.concatenate([obs["ee_pos"], obs["ee_quat"]]))
-        self.pose_pub.publish(pose)
+        self.state_pubs.publish(self.env, obs, stamp, np.concatenate([obs["ee_pos"], obs["ee_quat"]]),
+                                [width * FINGER_WIDTH_PER_JOINT] * 2)
         self.published_at = time.monotonic()
 
     def _publish_expert(self, stamp):

@@ -25,7 +25,7 @@ from launch_ros.actions import Node
 
 from resrl.deps import MISSING_DEPENDENCY_EXIT
 from resrl.launch_graph import GRAPHS
-from resrl.launch_runner import RESPAWN_DELAY_S, command_args
+from resrl.launch_runner import RESPAWN_DELAY_S, command_args, overrides_file
 
 
 # Seconds from SIGINT (Ctrl-C) to SIGTERM: a loaded 2-core machine needs more than launch's 5 s
@@ -72,8 +72,9 @@ def graph_actions(graph: str) -> list:
                             arguments=command_args(spec, Path(share)), sigterm_timeout=STOP_GRACE_S,
                             respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
             else:
+                overrides = overrides_file(spec.name, [spec])
                 node = Node(package="resrl", executable=spec.executable, name=spec.name, output="screen",
-                            parameters=[os.path.join(share, p) for p in spec.params] + [spec.overrides],
+                            parameters=[os.path.join(share, p) for p in spec.params] + ([overrides] if overrides else []),
                             remappings=spec.remappings, sigterm_timeout=STOP_GRACE_S,
                             respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)
             actions += [node, _exit_handler(spec, node)]
