@@ -202,6 +202,11 @@ class StepDeadline:
         return f"{self.steps} steps decided; late inputs: {late}"
 
 
+# Intervention.source of the sim's scripted demonstrator: it answers each observation with the same
+# stamp (lockstep), so the arbiter matches it exactly; a human device streams on its own clock.
+SCRIPTED_DEMONSTRATOR = "scripted_expert"
+
+
 def session_seeds(seed: int) -> dict:
     """Per-component seeds of one session (the residual node's exploration noise, the simulated
     tracker's noise): the nodes and the in-process runner derive them here, not by convention."""

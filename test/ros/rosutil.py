@@ -140,7 +140,10 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 class PtyConsole:
     """A console process on a pseudo-terminal, as an operator's terminal runs it: type keys, read
-    what the screen shows (ANSI escapes stripped)."""
+    what the screen shows (ANSI escapes stripped). A reader thread drains the terminal all the
+    time, as a real terminal does: an undrained pty fills up and blocks the console's writes."""
+
+    KEEP_CHARS = 200_000
 
     def __init__(self, cmd, env=None):
         import pty
@@ -149,18 +152,32 @@ class PtyConsole:
         self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                                      close_fds=True, env=env)
         os.close(slave)
-        self.screen = ""
+        self._text = ""
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._drain, daemon=True, name="pty-drain")
+        self._reader.start()
 
-    def read(self) -> str:
+    def _drain(self):
         import select
-        while select.select([self.master], [], [], 0)[0]:
+        while not self._closed.is_set():
+            if not select.select([self.master], [], [], 0.1)[0]:
+                continue
             try:
                 data = os.read(self.master, 65536)
-            except OSError:
-                break
+            except OSError:   # the console exited and its side of the pty is gone
+                return
             if not data:
-                break
-            self.screen += ANSI.sub("", data.decode(errors="ignore"))
+                return
+            with self._lock:   # the newest screens are what a test asks about
+                self._text = (self._text + ANSI.sub("", data.decode(errors="ignore")))[-self.KEEP_CHARS:]
+
+    @property
+    def screen(self) -> str:
+        with self._lock:
+            return self._text
+
+    def read(self) -> str:
         return self.screen
 
     def type(self, key: str):
@@ -175,7 +192,8 @@ class PtyConsole:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-        self.read()
+        self._closed.set()
+        self._reader.join(timeout=5)
         os.close(self.master)
 
 

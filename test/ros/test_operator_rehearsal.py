@@ -45,6 +45,10 @@ VLA_MEAN = [0.5, 0.0, 0.25, np.pi, 0.0, 0.0, 0.5]
 SUCCESS_X = 0.6   # the classifier's success: the hand pushed past x = 0.6 m (the operator does it)
 
 
+def why(op, console, launch) -> str:
+    return f"{op.story()}\nconsole:\n{console.read()[-2500:]}\nlaunch:\n{launch.out[-3000:]}"
+
+
 def train_classifier(path: Path) -> None:
     """A success classifier on the graph's frame features (state, one object's pose, its
     confidence): success = the end effector beyond SUCCESS_X. Synthetic frames, broad elsewhere
@@ -116,6 +120,24 @@ class Operator:
             return sum(1 for c in self.commands if c.episode_id == episode and c.intervention == intervention
                        and not c.held)
 
+    def story(self) -> str:
+        """What the operator saw, for a failure message: the robot's status changes and the events."""
+        learner = self.latest("learner")
+        with self.lock:
+            robot, seen = [], None
+            for status in self.robot:
+                now = (status.get("state"), status.get("reason"))
+                if now != seen:
+                    robot.append(now)
+                    seen = now
+            events = [(e.episode_id, e.event, e.source, e.note) for e in self.events]
+            commands = {}
+            for c in self.commands:
+                key = (c.episode_id, "held" if c.held else "takeover" if c.intervention else "policy")
+                commands[key] = commands.get(key, 0) + 1
+        return (f"robot status: {robot[-12:]}\nevents (episode, code, source, note): {events}\n"
+                f"commands: {commands}\nlearner: {learner}")
+
     def latest(self, key: str) -> dict:
         with self.lock:
             items = getattr(self, key)
@@ -129,7 +151,7 @@ class Operator:
 @pytest.mark.timeout(900)
 def test_operator_rehearses_a_manual_session_on_the_simulated_franka_cell(tmp_path):
     stand_ins.ensure_built()
-    env = stand_ins.subprocess_env()
+    env = dict(stand_ins.subprocess_env(), PYTHONUNBUFFERED="1")   # the launch's log as it happens
     checkpoint, _ = save_tiny_policy("act", tmp_path / "act", env_dim=7, steps=2, action_mean=VLA_MEAN)
     classifier = tmp_path / "classifier.pt"
     train_classifier(classifier)
@@ -161,10 +183,10 @@ def test_operator_rehearses_a_manual_session_on_the_simulated_franka_cell(tmp_pa
         # Episode 1, a demo: 'e', the robot resets (recovery, gripper open, home) and starts it; the
         # operator drives it with the gamepad (left stick: base y) and labels it 'y'.
         console.type("e")
-        assert wait_for(lambda: op.event(1, EpisodeEvent.START), 120), (console.read()[-2000:], launch.out[-3000:])
+        assert wait_for(lambda: op.event(1, EpisodeEvent.START), 120), why(op, console, launch)
         assert op.event(1, EpisodeEvent.START).note == "demo"
         op.stick(GAMEPAD.linear_axes[1], 0.8)
-        assert wait_for(lambda: op.count(1, intervention=True) >= 10, 60), console.read()[-2000:]
+        assert wait_for(lambda: op.count(1, intervention=True) >= 10, 60), why(op, console, launch)
         op.stick()
         console.type("y")
         assert wait_for(lambda: op.event(1, EpisodeEvent.SUCCESS, EpisodeEvent.SOURCE_KEYBOARD), 30)
@@ -176,22 +198,22 @@ def test_operator_rehearses_a_manual_session_on_the_simulated_franka_cell(tmp_pa
         # Episode 2, train: the VLA + residual drive; the operator takes over (base -y), lets go,
         # and labels the episode a failure.
         console.type("s")
-        assert wait_for(lambda: op.event(2, EpisodeEvent.START), 120), (console.read()[-2000:], launch.out[-3000:])
-        assert wait_for(lambda: op.count(2, intervention=False) >= 10, 60), launch.out[-3000:]
+        assert wait_for(lambda: op.event(2, EpisodeEvent.START), 120), why(op, console, launch)
+        assert wait_for(lambda: op.count(2, intervention=False) >= 10, 60), why(op, console, launch)
         op.stick(GAMEPAD.linear_axes[1], -0.8)
-        assert wait_for(lambda: op.count(2, intervention=True) >= 8, 60), console.read()[-2000:]
+        assert wait_for(lambda: op.count(2, intervention=True) >= 8, 60), why(op, console, launch)
         op.stick()
         after = op.count(2, intervention=False)
-        assert wait_for(lambda: op.count(2, intervention=False) >= after + 5, 60)   # the policy has it back
+        assert wait_for(lambda: op.count(2, intervention=False) >= after + 5, 60), why(op, console, launch)   # back to the policy
         console.type("n")
         assert wait_for(lambda: op.event(2, EpisodeEvent.FAILURE, EpisodeEvent.SOURCE_KEYBOARD), 30)
 
         # Episode 3, train: the operator pushes the hand forward (base +x) until the classifier calls it.
         console.type("s")
-        assert wait_for(lambda: op.event(3, EpisodeEvent.START), 120), (console.read()[-2000:], launch.out[-3000:])
+        assert wait_for(lambda: op.event(3, EpisodeEvent.START), 120), why(op, console, launch)
         op.stick(GAMEPAD.linear_axes[0], 1.0)
         assert wait_for(lambda: op.event(3, EpisodeEvent.SUCCESS, EpisodeEvent.SOURCE_CLASSIFIER), 120), \
-            (op.latest("robot"), launch.out[-3000:])
+            why(op, console, launch)
         op.stick()
         call = op.event(3, EpisodeEvent.SUCCESS, EpisodeEvent.SOURCE_CLASSIFIER)
         assert 0.5 <= call.confidence <= 1.0 and call.reward == 1.0
@@ -199,7 +221,7 @@ def test_operator_rehearses_a_manual_session_on_the_simulated_franka_cell(tmp_pa
         assert not op.event(2, EpisodeEvent.SUCCESS, EpisodeEvent.SOURCE_CLASSIFIER)
         # The learner trains online on the train episodes (beyond its warm-up).
         assert wait_for(lambda: op.latest("learner").get("episodes", 0) >= 3
-                        and op.latest("learner")["updates"] > warmup["updates"], 180), (warmup, op.latest("learner"))
+                        and op.latest("learner")["updates"] > warmup["updates"], 180), (warmup, why(op, console, launch))
         # What the operator saw: who labelled what.
         assert wait_for(lambda: re.search(r"episode 3: success \(classifier, p=", console.read()), 30), \
             console.screen[-2000:]

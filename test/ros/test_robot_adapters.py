@@ -34,7 +34,7 @@ from resrl import topics
 from resrl.ros import qos
 from resrl.ros.spin_thread import SpinThread
 from resrl.ros.convert import ns_to_stamp, numpy_to_pose, pose_to_numpy
-from rosutil import stop_process, tracebacks, wait_for
+from rosutil import STOP_CONTRACT_S, stop_process, tracebacks, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "stand_ins"))
@@ -382,6 +382,34 @@ class TestFranka:
         assert wait_for(lambda: peer.since("events", t0), 3)
         event = peer.since("events", t0)[-1]
         assert (event.event, event.episode_id, event.note) == (EpisodeEvent.START, res.episode_id, "eval")
+
+
+def test_franka_stop_during_a_reset_answers_and_exits_cleanly(ros):
+    """Ctrl-C while the bridge walks the arm home: the waiting reset call is answered (abandoned)
+    and the bridge exits 0 within the stop contract, instead of its watchdog ending a stalled stop."""
+    from resrl.srv import ResetEpisode
+    peer = FakeFranka()
+    peer.pose = np.array([0.62, 0.15, 0.12, *DOWN])
+    peer.follow = False   # the arm never gets home: the reset runs until it is stopped
+    proc = start_bridge({"robot": "franka", "franka.target_topic": "/cartesian_impedance/target_pose"})
+    try:
+        assert wait_for(lambda: peer.got["ee"] or proc.poll() is not None, 60), "no state snapshot"
+        client = peer.node.create_client(ResetEpisode, topics.RESET_EPISODE)
+        assert client.wait_for_service(timeout_sec=20)
+        t0 = time.monotonic()
+        future = client.call_async(ResetEpisode.Request(seed=-1, episode_type="train"))
+        assert wait_for(lambda: len(peer.since("target", t0)) >= 3, 20)   # recovered, opened, walking home
+        t_stop = time.monotonic()
+        out = stop_process(proc, timeout=30)
+        took = time.monotonic() - t_stop
+        assert wait_for(future.done, 10) and not future.result().success
+        assert "abandoned" in future.result().message, future.result().message
+    finally:
+        if proc.poll() is None:
+            out = stop_process(proc)
+        peer.close()
+    assert proc.returncode == 0 and took < STOP_CONTRACT_S, (took, out)
+    assert "stop stalled" not in out and not tracebacks(out), out
 
 
 # --- UR -------------------------------------------------------------------------------------

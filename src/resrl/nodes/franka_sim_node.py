@@ -33,7 +33,7 @@ from resrl.ros.convert import numpy_to_pose, pose_to_numpy
 from resrl.ros.node_main import run_node, wall_timer
 from resrl.ros.params import declare_dataclass
 from resrl.ros.sim_state import SimStatePublishers
-from resrl.sim.franka_cell import FrankaCell, FrankaCellConfig
+from resrl.sim.franka_cell import JOINT_NAMES, FrankaCell, FrankaCellConfig
 
 # franka_ros2 publishes its state with rclcpp's SystemDefaults QoS: reliable.
 DRIVER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -113,7 +113,7 @@ class FrankaSimNode(Node):
         if info.get("scene_reset"):
             self.get_logger().error("simulation unstable: scene put back")
         stamp = self.get_clock().now().to_msg()
-        self.state_pubs.publish(self.cell.env, obs, stamp, ee, fingers)
+        self.state_pubs.publish(self.cell.env, obs, stamp, ee, fingers, JOINT_NAMES)
         self.det_pub.publish(self._detections(stamp, detections))
         self.info_pub.publish(String(data=json.dumps({"success": success, **counts,
                                                       "ee_pose": np.round(ee, 5).tolist()})))

@@ -280,7 +280,10 @@ class KeyboardNode(Node):
                         for key in data:
                             self.handle_key(key)
                     with self.lock:
-                        live.update(render(self.state), refresh=True)
+                        view = render(self.state)
+                    # Written outside the lock: a terminal that stops reading (Ctrl-S, a stalled
+                    # SSH link) blocks this write, and must not stall the node's callbacks with it.
+                    live.update(view, refresh=True)
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, old)
         if self._stop.is_set():

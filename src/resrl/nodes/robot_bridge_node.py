@@ -500,6 +500,15 @@ class RobotBridgeNode(Node):
         response.episode_id = self.episode_id
         return response
 
+    def release_waits(self):
+        """Stop requested: a reset in progress is abandoned, so its service call answers now."""
+        with self.lock:
+            run, self.reset_run = self.reset_run, None
+            if run is not None:
+                self.driver.hold()
+                self._reset_result = ("reset abandoned: the bridge is stopping", run["episode_type"])
+                run["done"].set()
+
     def _advance_reset(self, now: float):
         run = self.reset_run
         name, start = run["steps"][0]

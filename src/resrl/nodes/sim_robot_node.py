@@ -25,6 +25,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from resrl import topics
+from resrl.control import SCRIPTED_DEMONSTRATOR
 from resrl.geometry import quat_to_rotvec
 from resrl.msg import EpisodeEvent, Intervention, TrackedObjectPose, TrackedObjects
 from resrl.node_config import SimRobotNodeConfig
@@ -224,7 +225,7 @@ class SimRobotNode(Node):
         except Exception as exc:
             self.get_logger().error(f"scripted expert failed: {exc}", throttle_duration_sec=2.0)
             return
-        msg = Intervention(active=True, action=action.tolist(), source="scripted_expert")
+        msg = Intervention(active=True, action=action.tolist(), source=SCRIPTED_DEMONSTRATOR)
         msg.header.stamp = stamp
         self.intervention_pub.publish(msg)
 

@@ -22,7 +22,7 @@ from resrl import topics
 from resrl.actions import GRIPPER, InvalidActionError, as_action
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
-from resrl.control import ControlStep, Decision, StepDeadline, session_seeds
+from resrl.control import SCRIPTED_DEMONSTRATOR, ControlStep, Decision, StepDeadline, session_seeds
 from resrl.node_config import ArbiterNodeConfig, SharedConfig
 from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention, PolicyWeights, ResidualAction
 from resrl.policy_runtime import PolicyRuntime, WeightsError
@@ -199,11 +199,11 @@ class VGMArbiterNode(Node):
             return None
         # Staleness on the message clock (sim time in lockstep, where wall time says nothing).
         age_ns = stamp_ns - stamp_to_ns(msg.header.stamp)
-        if self.episode_kind == "demo":
+        if msg.source == SCRIPTED_DEMONSTRATOR:
             if age_ns != 0:
-                return None   # a scripted/recorded demonstrator answers each observation exactly
+                return None   # the sim's scripted demonstrator answers each observation exactly
         elif age_ns > self.intervention_timeout_s * 1e9:
-            return None
+            return None   # a human's device (keys, SpaceMouse, gamepad) streams on its own clock
         try:
             return as_action(msg.action, name="intervention action")
         except InvalidActionError as exc:

@@ -10,7 +10,8 @@ same way, whatever it is doing:
 * once it runs, the signal only sets a stop flag. The main thread never blocks inside rcl's wait
   (where a Python signal handler cannot run until a message arrives, and a stopping lockstep
   graph sends none): the executor spins in a thread of its own, the main thread waits on an
-  event. The stop then runs in this order: no new callbacks (the ones in flight finish), the
+  event. The stop then runs in this order: a node's ``release_waits`` (a callback waiting on work
+  the node drives answers now), no new callbacks (the ones in flight finish), the
   node's ``on_shutdown`` (worker threads join, files close: the ROS context is still valid so a
   last publish cannot fail), the node is destroyed, the context shut down;
 * a watchdog bounds the whole stop to ``STOP_DEADLINE_S``: a stop that stalls (a callback or a
@@ -278,6 +279,15 @@ def _stop(nodes, executor, spinner, failure: list) -> None:
     """No new callbacks, each node's own stop (the last built first), then the nodes and the
     context go. One node's failing stop does not skip the others'."""
     import rclpy
+    for node in nodes:
+        # A callback that waits for work the node itself drives (the bridge's reset service waits
+        # for its reset sequence) would hold executor.shutdown() below: let it answer now.
+        try:
+            release = getattr(node, "release_waits", None)
+            if release is not None:
+                release()
+        except Exception:
+            failure.append(f"error while releasing {node.get_name()}'s waits:\n" + traceback.format_exc())
     if executor is not None:
         executor.wake()
         if spinner is not None:

@@ -27,8 +27,9 @@ class SimStatePublishers:
         self.depth_info_pub = node.create_publisher(CameraInfo, topics.DEPTH_INFO, qos_profile)
 
     def publish(self, env, obs: Dict[str, np.ndarray], stamp, ee_pose: Sequence[float],
-                finger_positions: Sequence[float]) -> None:
-        """One state (and, when the env renders, one camera frame) stamped ``stamp``."""
+                finger_positions: Sequence[float], joint_names: Sequence[str] = ()) -> None:
+        """One state (and, when the env renders, one camera frame) stamped ``stamp``; the joints
+        under ``joint_names`` (7 arm + 2 fingers; default: the env's own)."""
         if "image" in obs:
             intr = env.camera_intrinsics()
             for pub, info_pub, img, enc in ((self.color_pub, self.color_info_pub, obs["image"], "rgb8"),
@@ -37,7 +38,7 @@ class SimStatePublishers:
                 pub.publish(numpy_to_image(img, enc, stamp, self.camera_frame))
                 info_pub.publish(camera_info(intr["width"], intr["height"], intr["fx"], intr["fy"],
                                              intr["cx"], intr["cy"], stamp, self.camera_frame))
-        names = list(env.joint_names)
+        names = list(joint_names or env.joint_names)
         js = JointState(name=names, position=obs["joint_pos"].astype(float).tolist(),
                         velocity=obs["joint_vel"].astype(float).tolist())
         js.header.stamp = stamp

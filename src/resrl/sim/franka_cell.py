@@ -29,6 +29,8 @@ from resrl.sim.scripted import load_task_config
 # fr3_hand_tcp from the sim's TCP frame (self-inverse: the same rotation maps back).
 TOOL_FLIP = Rotation.from_euler("x", np.pi)
 FINGERS = 2
+# franka_ros2's joint names (FR3) for the sim arm's seven joints and two fingers.
+JOINT_NAMES = tuple(f"fr3_joint{i}" for i in range(1, 8)) + ("fr3_finger_joint1", "fr3_finger_joint2")
 
 
 @dataclass
