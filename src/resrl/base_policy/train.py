@@ -105,15 +105,21 @@ class TrainOptions:
     num_workers: int = 1
 
 
-def lerobot_train_command(dataset: Path, out: Path, opts: TrainOptions) -> list:
-    """LeRobot's own trainer on the exported dataset: a small ACT on state + environment state."""
+def lerobot_train_command(dataset: Path, out: Path, opts: TrainOptions, init_from: Path | None = None) -> list:
+    """LeRobot's own trainer on the exported dataset: a small ACT on state + environment state, or
+    (``init_from``: a checkpoint's ``pretrained_model``) that policy fine-tuned, its architecture kept."""
+    if init_from is None:
+        policy = ["--policy.type=act", f"--policy.chunk_size={opts.chunk_size}",
+                  f"--policy.n_action_steps={opts.n_action_steps}",
+                  "--policy.dim_model=128", "--policy.n_heads=4", "--policy.dim_feedforward=512",
+                  "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1", "--policy.latent_dim=16",
+                  "--policy.n_vae_encoder_layers=2", "--policy.dropout=0.1",
+                  f"--policy.use_vae={str(opts.use_vae).lower()}"]
+    else:   # LeRobot loads config + weights; the normaliser takes the new dataset's stats
+        policy = [f"--policy.path={init_from}"]
     return [sys.executable, "-m", "resrl.vla.lerobot_compat", "lerobot.scripts.lerobot_train",
             f"--dataset.repo_id=local/{dataset.name}", f"--dataset.root={dataset}",
-            "--policy.type=act", "--policy.device=cpu", "--policy.push_to_hub=false",
-            f"--policy.chunk_size={opts.chunk_size}", f"--policy.n_action_steps={opts.n_action_steps}",
-            "--policy.dim_model=128", "--policy.n_heads=4", "--policy.dim_feedforward=512",
-            "--policy.n_encoder_layers=2", "--policy.n_decoder_layers=1", "--policy.latent_dim=16",
-            "--policy.n_vae_encoder_layers=2", "--policy.dropout=0.1", f"--policy.use_vae={str(opts.use_vae).lower()}",
+            *policy, "--policy.device=cpu", "--policy.push_to_hub=false",
             # ACT's preset 1e-5 is for ~100k steps on real data; at a few thousand steps it leaves
             # the decoder at the demos' mean trajectory (measured: 0/100, never grasping).
             f"--policy.optimizer_lr={opts.lr}",
@@ -122,9 +128,9 @@ def lerobot_train_command(dataset: Path, out: Path, opts: TrainOptions) -> list:
             f"--save_freq={opts.steps}", "--log_freq=200", "--wandb.enable=false", f"--seed={opts.seed}"]
 
 
-def train(dataset: Path, out: Path, opts: TrainOptions) -> tuple[Path, float, list]:
+def train(dataset: Path, out: Path, opts: TrainOptions, init_from: Path | None = None) -> tuple[Path, float, list]:
     """Run LeRobot's trainer; returns (checkpoint, seconds, the command it ran)."""
-    cmd = lerobot_train_command(dataset, out, opts)
+    cmd = lerobot_train_command(dataset, out, opts, init_from)
     # One intra-op thread: this model's ops are small, and with a second busy core OpenMP's barriers
     # made a step 10x slower (1.5 s vs 0.13 s measured at load ~5); the data loader worker (a
     # process of its own) uses the other core.

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from resrl.algos.learner import Learner, load_configs
+from resrl.algos.pld import HybridRolloutSchedule
 from resrl.arbiter.chunks import ChunkScheduler
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
@@ -115,6 +116,9 @@ class InProcessConfig:
     vla: Dict[str, object] = field(default_factory=dict)
     torch_threads: int = 1
     takeover: Dict[str, object] = field(default_factory=dict)    # TakeoverConfig (train episodes)
+    # PLD hybrid rollouts (resrl.algos.pld): every train episode the base acts alone for T_base ~
+    # U{0..floor(alpha*T)} steps (lambda 0), then the arbiter's mode takes over; None: off.
+    pld_alpha: Optional[float] = None
 
 
 def _replace(obj, overrides: dict, where: str):
@@ -183,6 +187,10 @@ class InProcessSession:
             self.plan.warmup_done = bool(data.get("warmup_done")) and self.trainer.warmup_done
             self.resumed = True
         self.schedule = build_schedule(cfg.schedule, cfg.seed + 13)
+        self.hybrid = None if cfg.pld_alpha is None else \
+            HybridRolloutSchedule(cfg.pld_alpha, self.env.max_episode_steps, rng=cfg.seed + 17)
+        if self.hybrid is not None and cfg.mode == "base_only":
+            raise ValueError("PLD hybrid rollouts hand over to a residual: not with --mode base_only")
         if self.schedule is not None and cfg.mode != "static":
             raise ValueError("a lambda schedule runs the arbiter in static mode (--mode static)")
         self.gate_trace: list = []   # per step of the last episode: (lambda, g_greedy, g_harm, g_regress, g_escape, V)
@@ -263,13 +271,17 @@ class InProcessSession:
         max_dlambda = max_jump = 0.0
         stall = StallWatch(self.takeover if kind == "train" else TakeoverConfig())
         takeover_steps = 0
+        hybrid = self.hybrid is not None and kind == "train"
+        t_base = self.hybrid.start_episode() if hybrid else 0
         for t in range(self.env.max_episode_steps):
+            if t_base:   # PLD: the base alone (lambda 0, no residual asked) until step t_base
+                self.control.vgm.set_mode("base_only" if t < t_base else self.cfg.mode)
             human = None
             if kind == "demo" or stall.active:   # the teleoperator: every demo step, a takeover's steps
                 human = self.expert.act(raw, info).expert_action.astype(np.float32)
                 takeover_steps += int(kind != "demo")
             a_res = None
-            if human is None and self.cfg.mode != "base_only":
+            if human is None and self.control.vgm.mode != "base_only":
                 a_res = self._residual(obs, explore=kind == "train")
             if self.schedule is not None:   # the peer schedule sets the static lambda of this step
                 self.control.vgm.lambda_static = self.schedule.lambda_for(self.plan.train_steps + t, kind == "train")
@@ -299,6 +311,9 @@ class InProcessSession:
                 break
             obs = observations[stamp] = self._observe_and_plan(t + 1, raw, info)
             a_vla = obs["base_action"]
+        if hybrid:
+            self.control.vgm.set_mode(self.cfg.mode)
+            self.hybrid.end_episode(success)
         if not success:   # why it failed, for the log: where the object ended up
             gap = np.linalg.norm(info["object_pose"][:2] - info["target_pose"][:2])
             self.last_outcome = (f" failed: grasped={int(info['grasped'])} object-target {gap * 100:.1f} cm"
@@ -310,6 +325,7 @@ class InProcessSession:
         activity["max_dlambda"], activity["max_jump_mm"] = max_dlambda, 1000.0 * max_jump
         activity["harm"] = float(np.mean([r[2] for r in self.gate_trace])) if self.gate_trace else 0.0
         activity["takeover_steps"] = float(takeover_steps)
+        activity["t_base"] = float(t_base)
         return EpisodeRecord(index=len(self.plan.records), kind=kind, seed=seed, steps=steps, success=success,
                              env_steps_total=0, mean_lambda=float(np.mean(lambdas)) if lambdas else 0.0,
                              gate_activity=activity)
@@ -371,6 +387,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--exploration-noise", type=float, default=None)
     ap.add_argument("--run-dir", default=None, help="replay + session state on disk; the same run dir resumes")
+    ap.add_argument("--pld-alpha", type=float, default=None,
+                    help="PLD hybrid rollouts: each train episode starts with U{0..alpha*T} base-only steps")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override; SECTION: learner | algo (the online algorithm's) | calql | vgm | session | model | tracker"
                          " | schedule (resrl.arbiter.schedules, with --mode static) | vla (the chunk provider's vla.*, e.g."
@@ -390,7 +408,7 @@ def main(argv=None) -> int:
     over["session"] = {"max_env_steps": args.max_env_steps, "eval_every": args.eval_every,
                        "stop_eval_on_failure": True, "eval_trigger_streak": 10_000, **over["session"]}
     cfg = InProcessConfig(task=args.task, mode=args.mode, seed=args.seed, exploration_noise=args.exploration_noise,
-                          run_dir=args.run_dir, **over)
+                          run_dir=args.run_dir, pld_alpha=args.pld_alpha, **over)
     m = run_session(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({k: m[k] for k in ("eval_blocks", "eval_train_steps", "train_steps", "env_steps",
                                         "finished_reason", "wall_s")}))
