@@ -21,6 +21,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from resrl.actions import InvalidActionError, explore
+from resrl.arbiter.pld import HybridRolloutSchedule
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import GateReport, VGMArbiter, compose
 
@@ -71,12 +72,18 @@ class ControlStep:
     """The arbiter's decision for one control step: gates -> compose -> safety filter."""
 
     def __init__(self, vgm: VGMArbiter, safety: SafetyFilter, critic: Optional[CriticFn] = None,
-                 xi: Optional[np.ndarray] = None, seed: Optional[int] = None):
+                 xi: Optional[np.ndarray] = None, seed: Optional[int] = None,
+                 hybrid: Optional[HybridRolloutSchedule] = None):
         """``xi``: the residual bound per dimension (ModelConfig.xi), the unit of ``escape_noise``;
-        ``seed``: its noise generator's (resrl.control.session_seeds: "escape")."""
+        ``seed``: its noise generator's (resrl.control.session_seeds: "escape"); ``hybrid``: PLD
+        hybrid rollouts (resrl.arbiter.pld.build_hybrid), None: off."""
         self.vgm, self.safety, self.critic = vgm, safety, critic
         self.xi = None if xi is None else np.asarray(xi, dtype=np.float32)
         self.rng = np.random.default_rng(seed)
+        self.hybrid = hybrid
+        self.t_base = 0           # PLD: this episode's base-only steps (0: none)
+        self.steps = 0            # decisions made in this episode
+        self._hybrid_open = False
 
     def _escape_perturbation(self, a_res, report: GateReport):
         """a_res perturbed while the escape gate is latched (VGMConfig.escape_noise > 0), else None."""
@@ -88,16 +95,46 @@ class ControlStep:
         return explore(np.asarray(a_res, np.float32), self.xi, cfg.escape_noise, cfg.escape_noise_clip, self.rng)
 
     def reset(self) -> None:
-        """A new episode: gate windows, latches and the held gripper command start over."""
+        """Gate windows, latches and the held gripper command start over."""
         self.vgm.reset()
         self.safety.reset()
 
+    def start_episode(self, kind: str) -> int:
+        """A new episode (kind: train | eval | demo): reset, and with PLD draw a train episode's
+        base-only prefix T_base; returns T_base."""
+        self.reset()
+        self.steps = 0
+        self._hybrid_open = self.hybrid is not None and kind == "train"
+        self.t_base = self.hybrid.start_episode() if self._hybrid_open else 0
+        return self.t_base
+
+    def end_episode(self, success: bool) -> None:
+        if self._hybrid_open:
+            self.hybrid.end_episode(success)
+            self._hybrid_open = False
+
+    @property
+    def in_base_prefix(self) -> bool:
+        """PLD: the base acts alone this step (lambda 0, no residual asked for)."""
+        return self.steps < self.t_base
+
     def needs_residual(self, a_vla, human) -> bool:
-        return self.vgm.mode != "base_only" and human is None and a_vla is not None
+        return self.vgm.mode != "base_only" and not self.in_base_prefix and human is None and a_vla is not None
 
     def decide(self, state: np.ndarray, obs: Optional[dict], a_vla: Optional[np.ndarray],
                a_res: Optional[np.ndarray], human: Optional[np.ndarray] = None,
                no_base_reason: str = "no base action", obs_age_s: float = 0.0) -> Decision:
+        prefix = self.in_base_prefix
+        self.steps += 1
+        if not prefix:
+            return self._decide(state, obs, a_vla, a_res, human, no_base_reason, obs_age_s)
+        previous = self.vgm.set_mode("base_only")   # PLD's prefix: the arbiter as in base_only mode
+        try:
+            return self._decide(state, obs, a_vla, None, human, no_base_reason, obs_age_s)
+        finally:
+            self.vgm.set_mode(previous)
+
+    def _decide(self, state, obs, a_vla, a_res, human, no_base_reason: str, obs_age_s: float) -> Decision:
         takeover = human is not None
         gate_res = None if takeover else a_res
         q_comb = q_base = value = None
@@ -210,4 +247,4 @@ SCRIPTED_DEMONSTRATOR = "scripted_expert"
 def session_seeds(seed: int) -> dict:
     """Per-component seeds of one session (the residual node's exploration noise, the simulated
     tracker's noise): the nodes and the in-process runner derive them here, not by convention."""
-    return {"exploration": seed + 7, "tracker": seed + 11, "escape": seed + 17}
+    return {"exploration": seed + 7, "tracker": seed + 11, "escape": seed + 17, "pld": seed + 19}

@@ -20,6 +20,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 from resrl import topics
 
 from resrl.arbiter.chunks import ChunkConfig
+from resrl.arbiter.pld import PLDConfig
 from resrl.arbiter.safety import SafetyConfig
 from resrl.arbiter.vgm import VGMConfig
 from resrl.configs import ConfigError, from_dict, load_yaml
@@ -57,6 +58,7 @@ class ArbiterNodeConfig:
     intervention_timeout_s: float = 0.5
     vgm: VGMConfig = field(default_factory=VGMConfig)     # vgm.mode is THE arbiter mode
     chunks: ChunkConfig = field(default_factory=ChunkConfig)
+    pld: PLDConfig = field(default_factory=PLDConfig)     # PLD hybrid rollouts in train episodes
 
 
 @dataclass

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from resrl.algos.pld import HybridRolloutSchedule
+from resrl.arbiter.pld import HybridRolloutSchedule
 
 
 def test_t_base_range_and_uniformity():
@@ -61,3 +61,46 @@ def test_misuse_raises():
     sched.start_episode()
     with pytest.raises(ValueError):
         sched.residual_active(-1)
+
+
+def test_the_control_step_runs_the_base_alone_for_t_base_steps_then_the_arbiters_mode():
+    """What the arbiter node and the in-process runner both run: during the prefix lambda is 0,
+    no residual is asked for or stored; then the mode's lambda (residual_only: 1); eval and demo
+    episodes are never hybrid; a takeover in the prefix is still the human's action."""
+    from resrl.arbiter.pld import PLDConfig, build_hybrid
+    from resrl.arbiter.safety import SafetyConfig, SafetyFilter
+    from resrl.arbiter.vgm import VGMArbiter, VGMConfig
+    from resrl.control import ControlStep
+    state = np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 0.5], np.float32)
+    a_vla = state + np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)
+    a_res = np.array([0.0, 0.01, 0, 0, 0, 0, 0], np.float32)
+    assert build_hybrid(PLDConfig(alpha=0.0), 0) is None
+    step = ControlStep(VGMArbiter(VGMConfig(mode="residual_only")), SafetyFilter(SafetyConfig()),
+                       hybrid=build_hybrid(PLDConfig(alpha=1.0, max_steps=6), 0))
+    t_bases = []
+    for _ in range(6):
+        t_base = step.start_episode("train")
+        t_bases.append(t_base)
+        for t in range(8):
+            assert step.needs_residual(a_vla, None) == (t >= t_base)
+            d = step.decide(state, None, a_vla, a_res)
+            expected = a_vla if t < t_base else a_vla + a_res
+            np.testing.assert_allclose(d.composed, expected, atol=1e-7)
+            np.testing.assert_allclose(d.record.lambda_per_dim, 0.0 if t < t_base else 1.0)
+            np.testing.assert_allclose(d.record.residual, 0.0 if t < t_base else a_res, atol=1e-7)
+            assert d.report.mode == ("base_only" if t < t_base else "residual_only")
+        step.end_episode(success=t_base % 2 == 0)
+        assert step.vgm.mode == "residual_only"
+    assert [e.t_base for e in step.hybrid.episodes] == t_bases and max(t_bases) > 0
+    assert [e.export for e in step.hybrid.episodes] == [t % 2 == 0 for t in t_bases]
+    for kind in ("eval", "demo"):
+        assert step.start_episode(kind) == 0 and step.needs_residual(a_vla, None)
+        step.end_episode(True)
+    assert len(step.hybrid.episodes) == 6
+    step.start_episode("train")
+    while not step.in_base_prefix:   # a draw with a prefix
+        step.end_episode(False)
+        step.start_episode("train")
+    human = a_vla + np.array([0, 0, 0.01, 0, 0, 0, 0], np.float32)
+    d = step.decide(state, None, a_vla, None, human)
+    assert d.intervention and np.allclose(d.composed, human)

@@ -29,7 +29,7 @@ def test_hybrid_rollouts_run_the_base_alone_then_hand_over_to_the_residual():
     train = [r for r in records if r["kind"] == "train"]
     assert train and any(r["kind"] == "eval" for r in records)
     assert all(r["gate_activity"]["t_base"] == 0 and r["mean_lambda"] == 1.0 for r in records if r["kind"] == "eval")
-    assert [e.t_base for e in s.hybrid.episodes] == [r["gate_activity"]["t_base"] for r in train]
+    assert [e.t_base for e in s.control.hybrid.episodes] == [r["gate_activity"]["t_base"] for r in train]
     assert any(r["gate_activity"]["t_base"] > 0 for r in train)
     assert s.control.vgm.mode == "residual_only"   # restored after every episode
     for ep, r in zip(s.online.episodes(), train):
@@ -57,7 +57,7 @@ def test_distill_fine_tunes_the_lerobot_base_with_lerobots_trainer(tmp_path):
     rollouts = list(record_demos("pick_place", 2, 0.004, 0.05, seed0=500)[0].episodes())
     cfg = PLDLoopConfig(base=str(base), out=str(tmp_path / "pld"), base_demos=1, finetune_steps=2,
                         execute_steps=5)
-    info = distill(cfg, rollouts)
+    info = distill(cfg, rollouts, tmp_path / "pld")
     assert info["episodes"] == 3 and info["rollout_frames"] == sum(len(ep.action) for ep in rollouts)
     assert info["frames"] > info["rollout_frames"]
     checkpoint = Path(info["checkpoint"])

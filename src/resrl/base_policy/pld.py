@@ -1,6 +1,6 @@
 """PLD closed in sim: probe the learned base with hybrid rollouts, learn a residual, distill it back.
 
-Probe-Learn-Distill (resrl.algos.pld) with the sim's LeRobot base (resrl.base_policy.train):
+Probe-Learn-Distill (resrl.arbiter.pld) with the sim's LeRobot base (resrl.base_policy.train):
 
     python -m resrl.base_policy.pld --base runs/base_policy/act_d50/train/checkpoints/last/pretrained_model \\
         --base-demos 50 --out runs/pld/act_d50 [--session-steps 3000] [--alpha 0.5] [--finetune-steps 1000]
@@ -13,7 +13,9 @@ Probe-Learn-Distill (resrl.algos.pld) with the sim's LeRobot base (resrl.base_po
 3. distill: the successful train episodes' executed actions, exported as a LeRobotDataset together
    with the base's own demos (re-recorded from their seeds, so the base does not forget them), and
    LeRobot's trainer fine-tunes the base from its checkpoint (architecture kept, ``--policy.path``);
-4. after: the fine-tuned base alone on the same evaluation seeds.
+4. after: the fine-tuned base alone on the same evaluation seeds;
+5. control (``--no-control`` skips it): the same fine-tuning on the base's demos alone, evaluated the
+   same way -- what the extra training steps give without the rollouts.
 
 The improved behaviour ends up in the base: no residual, critic or arbiter runs at evaluation.
 Prints (and writes ``<out>/result.json``) a JSON summary: success before / after, the session's
@@ -54,6 +56,7 @@ class PLDLoopConfig:
     lr: float = 1e-4
     episodes: int = 100              # evaluation episodes before and after
     torch_threads: int = 1
+    control: bool = True             # also fine-tune on the base's demos alone (same steps) and evaluate
     learner: dict = field(default_factory=dict)   # the session's learner overrides (tests: a tiny budget)
 
 
@@ -89,9 +92,7 @@ def run_loop(cfg: PLDLoopConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"config": asdict(cfg), "command": "python -m resrl.base_policy.pld " + " ".join(sys.argv[1:])}
     t0 = time.perf_counter()
-    before = evaluate(Path(cfg.base), cfg.task, cfg.episodes, cfg.execute_steps, horizon=chunk_rows(cfg.base),
-                      torch_threads=cfg.torch_threads)
-    result["before"] = {k: v for k, v in before.items() if k != "outcomes"}
+    before = result["before"] = _evaluate(cfg, Path(cfg.base))
     log(f"before: base alone {before['success_rate']:.2f} over {cfg.episodes} episodes")
 
     t1 = time.perf_counter()
@@ -99,7 +100,7 @@ def run_loop(cfg: PLDLoopConfig, log=print) -> dict:
     summary = session.run()
     train_eps = [e for e in summary["episodes"] if e["kind"] == "train"]
     rollouts = [ep for ep in session.online.episodes() if ep.success]
-    result["session"] = {
+    result["session"] = {  # train episodes only; every one a hybrid rollout
         "train_episodes": len(train_eps), "train_successes": sum(e["success"] for e in train_eps),
         "last20_success": float(np.mean([e["success"] for e in train_eps[-20:]])) if train_eps else 0.0,
         "env_steps": summary["env_steps"], "updates": summary["updates"], "seconds": time.perf_counter() - t1,
@@ -112,23 +113,24 @@ def run_loop(cfg: PLDLoopConfig, log=print) -> dict:
         _write(result, out)
         return result
 
-    result["distill"] = distill(cfg, rollouts)
-    checkpoint = Path(result["distill"]["checkpoint"])
-    after = evaluate(checkpoint, cfg.task, cfg.episodes, cfg.execute_steps, horizon=chunk_rows(checkpoint),
-                     torch_threads=cfg.torch_threads)
-    result["after"] = {k: v for k, v in after.items() if k != "outcomes"}
+    result["distill"] = distill(cfg, rollouts, out)
+    result["after"] = _evaluate(cfg, Path(result["distill"]["checkpoint"]))
+    if cfg.control and cfg.base_demos:
+        # The same fine-tuning on the base's demos alone: what more training gives without the rollouts.
+        result["control"] = distill(cfg, [], out / "control")
+        result["after_control"] = _evaluate(cfg, Path(result["control"]["checkpoint"]))
+        log(f"control: fine-tuned on its demos alone {result['after_control']['success_rate']:.2f}")
     result["wall_s"] = time.perf_counter() - t0
-    log(f"after: fine-tuned base alone {after['success_rate']:.2f} (before {before['success_rate']:.2f})")
+    log(f"after: fine-tuned base alone {result['after']['success_rate']:.2f} (before {before['success_rate']:.2f})")
     _write(result, out)
     return result
 
 
-def distill(cfg: PLDLoopConfig, rollouts: list) -> dict:
-    """Export ``rollouts`` (+ the base's own demos) as a LeRobotDataset and fine-tune the base on it
-    with LeRobot's trainer; returns what was distilled and the new checkpoint."""
+def distill(cfg: PLDLoopConfig, rollouts: list, out: Path) -> dict:
+    """Export ``rollouts`` (+ the base's own demos) as a LeRobotDataset under ``out`` and fine-tune
+    the base on it with LeRobot's trainer; returns what was distilled and the new checkpoint."""
     from resrl.export.lerobot import export_lerobot
     t0 = time.perf_counter()
-    out = Path(cfg.out)
     episodes = list(rollouts)
     if cfg.base_demos:
         demos, _ = record_demos(cfg.task, cfg.base_demos, cfg.noise_std, cfg.yaw_noise_std)
@@ -144,6 +146,12 @@ def distill(cfg: PLDLoopConfig, rollouts: list) -> dict:
             "lerobot_command": "python " + " ".join(cmd[1:]), "seconds": time.perf_counter() - t0}
 
 
+def _evaluate(cfg: PLDLoopConfig, checkpoint: Path) -> dict:
+    result = evaluate(checkpoint, cfg.task, cfg.episodes, cfg.execute_steps, horizon=chunk_rows(checkpoint),
+                      torch_threads=cfg.torch_threads)
+    return {k: v for k, v in result.items() if k != "outcomes"}
+
+
 def _write(result: dict, out: Path) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=1))
 
@@ -156,7 +164,10 @@ def main(argv=None) -> int:
     for name, value in asdict(d).items():
         if name in ("base", "out", "learner"):
             continue
-        ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        if isinstance(value, bool):
+            ap.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=value)
+        else:
+            ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     ap.add_argument("--json", default="", help="also write the summary here")
     args = vars(ap.parse_args(argv))
     path = args.pop("json")

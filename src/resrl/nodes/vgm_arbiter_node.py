@@ -20,6 +20,7 @@ from geometry_msgs.msg import PoseStamped
 
 from resrl import topics
 from resrl.actions import GRIPPER, InvalidActionError, as_action
+from resrl.arbiter.pld import build_hybrid
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
 from resrl.control import SCRIPTED_DEMONSTRATOR, ControlStep, Decision, StepDeadline, session_seeds
@@ -53,8 +54,9 @@ class VGMArbiterNode(Node):
         self.safety = SafetyFilter(self.shared.safety)
         self.vgm = VGMArbiter(self.cfg.vgm)
         self.critic = PolicyRuntime("critic", self.model_cfg, threads=self.shared.torch_threads)
+        seeds = session_seeds(self.shared.seed)
         self.control = ControlStep(self.vgm, self.safety, self.critic.critic, xi=self.model_cfg.xi,
-                                   seed=session_seeds(self.shared.seed)["escape"])
+                                   seed=seeds["escape"], hybrid=build_hybrid(self.cfg.pld, seeds["pld"]))
 
         self.lock = threading.RLock()
         self.episode_id = 0
@@ -107,9 +109,12 @@ class VGMArbiterNode(Node):
                 self.episode_id = msg.episode_id
                 self.episode_kind = msg.note or "train"
                 self.intervention = None   # a takeover never carries over into a new episode
-                self.control.reset()
+                t_base = self.control.start_episode(self.episode_kind)
+                if t_base:
+                    self.get_logger().info(f"episode {msg.episode_id}: PLD hybrid rollout, base alone for {t_base} steps")
                 self.chunks.start_episode(msg.episode_id)
             elif msg.event in TERMINAL_EVENTS or msg.event == EpisodeEvent.RESET:
+                self.control.end_episode(msg.event == EpisodeEvent.SUCCESS)
                 self.vgm.reset()
                 # The terminal observation needs no command: stop waiting for its inputs.
                 self.terminal_ns = max(self.terminal_ns, stamp_to_ns(msg.header.stamp))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from resrl.algos.learner import Learner, load_configs
-from resrl.algos.pld import HybridRolloutSchedule
+from resrl.arbiter.pld import build_hybrid
 from resrl.arbiter.chunks import ChunkScheduler
 from resrl.arbiter.safety import SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter
@@ -116,8 +116,9 @@ class InProcessConfig:
     vla: Dict[str, object] = field(default_factory=dict)
     torch_threads: int = 1
     takeover: Dict[str, object] = field(default_factory=dict)    # TakeoverConfig (train episodes)
-    # PLD hybrid rollouts (resrl.algos.pld): every train episode the base acts alone for T_base ~
-    # U{0..floor(alpha*T)} steps (lambda 0), then the arbiter's mode takes over; None: off.
+    # PLD hybrid rollouts (resrl.arbiter.pld): every train episode the base acts alone for T_base ~
+    # U{0..floor(alpha*T)} steps (lambda 0), then the arbiter's mode takes over; None: the graph
+    # YAML's vgm_arbiter.pld.alpha (0: off).
     pld_alpha: Optional[float] = None
 
 
@@ -151,11 +152,16 @@ class InProcessSession:
         self.takeover = from_dict(TakeoverConfig, cfg.takeover, "takeover")
         self.tracker = SimulatedTrackers(_replace(graph.tracker, cfg.tracker, "tracker.noise"), seeds["tracker"])
         vgm_cfg = _replace(graph.arbiter.vgm, {**cfg.vgm, "mode": cfg.mode}, "vgm")
+        pld_cfg = graph.arbiter.pld if cfg.pld_alpha is None else _replace(graph.arbiter.pld, {"alpha": cfg.pld_alpha},
+                                                                             "vgm_arbiter.pld")
+        if pld_cfg.alpha > 0 and cfg.mode == "base_only":
+            raise ValueError("PLD hybrid rollouts hand over to a residual: not with --mode base_only")
         # The arbiter's own control step, safety config and critic call (resrl.control).
         self.control = ControlStep(VGMArbiter(vgm_cfg), SafetyFilter(graph.shared.safety),
                                    critic=lambda obs, a_vla, a_res: gate_inputs(self.critic, obs, a_vla, a_res,
                                                                                   "object"),
-                                   xi=self.model_cfg.xi, seed=seeds["escape"])
+                                   xi=self.model_cfg.xi, seed=seeds["escape"],
+                                   hybrid=build_hybrid(pld_cfg, seeds["pld"]))
         self.plan = SessionPlan(_replace(graph.learner.session_plan, cfg.session, "session_plan"), cfg.seed)
         learner_cfg, algo_cfgs = load_configs(cfg.learner_yaml)
         learner_cfg = dataclasses.replace(learner_cfg, **{**learner_overrides(graph.learner), **cfg.learner,
@@ -187,10 +193,6 @@ class InProcessSession:
             self.plan.warmup_done = bool(data.get("warmup_done")) and self.trainer.warmup_done
             self.resumed = True
         self.schedule = build_schedule(cfg.schedule, cfg.seed + 13)
-        self.hybrid = None if cfg.pld_alpha is None else \
-            HybridRolloutSchedule(cfg.pld_alpha, self.env.max_episode_steps, rng=cfg.seed + 17)
-        if self.hybrid is not None and cfg.mode == "base_only":
-            raise ValueError("PLD hybrid rollouts hand over to a residual: not with --mode base_only")
         if self.schedule is not None and cfg.mode != "static":
             raise ValueError("a lambda schedule runs the arbiter in static mode (--mode static)")
         self.gate_trace: list = []   # per step of the last episode: (lambda, g_greedy, g_harm, g_regress, g_escape, V)
@@ -255,8 +257,9 @@ class InProcessSession:
     def run_episode(self, kind: str, seed: int) -> EpisodeRecord:
         raw = self.env.reset(seed=seed)
         info = self.env.privileged_info()
-        for part in (self.tracker, self.control, self.chunks):
+        for part in (self.tracker, self.chunks):
             part.reset()
+        t_base = self.control.start_episode(kind)   # PLD: this train episode's base-only steps
         self._vla_reset()
         self.expert.reset(seed)
         observations: Dict[int, dict] = {}
@@ -271,17 +274,13 @@ class InProcessSession:
         max_dlambda = max_jump = 0.0
         stall = StallWatch(self.takeover if kind == "train" else TakeoverConfig())
         takeover_steps = 0
-        hybrid = self.hybrid is not None and kind == "train"
-        t_base = self.hybrid.start_episode() if hybrid else 0
         for t in range(self.env.max_episode_steps):
-            if t_base:   # PLD: the base alone (lambda 0, no residual asked) until step t_base
-                self.control.vgm.set_mode("base_only" if t < t_base else self.cfg.mode)
             human = None
             if kind == "demo" or stall.active:   # the teleoperator: every demo step, a takeover's steps
                 human = self.expert.act(raw, info).expert_action.astype(np.float32)
                 takeover_steps += int(kind != "demo")
             a_res = None
-            if human is None and self.control.vgm.mode != "base_only":
+            if self.control.needs_residual(a_vla, human):
                 a_res = self._residual(obs, explore=kind == "train")
             if self.schedule is not None:   # the peer schedule sets the static lambda of this step
                 self.control.vgm.lambda_static = self.schedule.lambda_for(self.plan.train_steps + t, kind == "train")
@@ -311,9 +310,7 @@ class InProcessSession:
                 break
             obs = observations[stamp] = self._observe_and_plan(t + 1, raw, info)
             a_vla = obs["base_action"]
-        if hybrid:
-            self.control.vgm.set_mode(self.cfg.mode)
-            self.hybrid.end_episode(success)
+        self.control.end_episode(success)
         if not success:   # why it failed, for the log: where the object ended up
             gap = np.linalg.norm(info["object_pose"][:2] - info["target_pose"][:2])
             self.last_outcome = (f" failed: grasped={int(info['grasped'])} object-target {gap * 100:.1f} cm"

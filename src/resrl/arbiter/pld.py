@@ -1,5 +1,9 @@
 """PLD hybrid rollouts ("base policy probing", Probe-Learn-Distill, ICLR 2026).
 
+resrl.control.ControlStep runs the schedule for the arbiter node and the in-process runner
+(``vgm_arbiter.pld``: ``alpha`` > 0 turns it on); ``python -m resrl.base_policy.pld`` closes the loop
+in sim (collect, distill into the LeRobot base, evaluate).
+
 Each data-collection episode the frozen base policy acts alone for ``T_base ~ U{0, ..., floor(alpha*T)}``
 steps (T = ``max_steps``), then the residual expert takes over (``a = a_b + a_delta``) until the end.
 The trajectory is therefore pinned to states the base policy actually visits and contains the
@@ -16,8 +20,24 @@ data for the base model); failures are kept for RL but not exported.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
+
+
+@dataclass
+class PLDConfig:
+    """``vgm_arbiter.pld``: hybrid rollouts in train episodes (alpha 0: off, the residual from step 0)."""
+
+    alpha: float = 0.0
+    max_steps: int = 100     # T: the episode length the prefix is drawn against (sim: 100 steps)
+
+    def __post_init__(self) -> None:
+        HybridRolloutSchedule(self.alpha, self.max_steps)   # the same checks, at config time
+
+
+def build_hybrid(cfg: PLDConfig, seed: int) -> Optional["HybridRolloutSchedule"]:
+    return HybridRolloutSchedule(cfg.alpha, cfg.max_steps, rng=seed) if cfg.alpha > 0 else None
 
 
 @dataclass
