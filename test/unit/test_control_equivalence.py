@@ -16,7 +16,7 @@ from resrl.arbiter.safety import SafetyConfig, SafetyFilter
 from resrl.arbiter.vgm import VGMArbiter, VGMConfig
 from resrl.control import ControlStep
 from resrl.models.checkpoint import payload_sha256, serialize_state_dict
-from resrl.msg import PolicyWeights
+from resrl.msg import EpisodeEvent, PolicyWeights
 from resrl.node_config import episode_buffers, make_buffers, obs_spec
 from resrl.recorder import EpisodeRecorder, Terminal, command
 from resrl.sim.inprocess import InProcessConfig, InProcessSession
@@ -51,10 +51,11 @@ def test_critic_errors_mean_no_evidence_not_motion():
     assert "boom" in d.critic_error and not d.report.critic_valid
 
 
-@pytest.fixture
-def session_trace():
-    """A short in-process session (demo, warm-up, train, eval) with every control step's inputs."""
-    cfg = InProcessConfig(mode="vgm", seed=4,
+@pytest.fixture(params=[None, 1.0], ids=["plain", "pld"])
+def session_trace(request):
+    """A short in-process session (demo, warm-up, train, eval) with every control step's inputs;
+    "pld": the train episode is a PLD hybrid rollout (vgm_arbiter.pld.alpha 1)."""
+    cfg = InProcessConfig(mode="vgm", seed=4, pld_alpha=request.param,
                           session={"num_demos": 1, "eval_every": 1, "eval_episodes": 1, "max_env_steps": 101,
                                    "eval_trigger_streak": 100},
                           learner={"batch_size": 16, "warmup_steps": 3, "learning_starts": 16})
@@ -80,7 +81,7 @@ def session_trace():
     return s, trace
 
 
-def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace):
+def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace, tmp_path):
     from resrl.nodes.vgm_arbiter_node import VGMArbiterNode
     session, trace = session_trace
     kinds = [r.kind for r in session.plan.records]
@@ -88,7 +89,11 @@ def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace):
 
     from resrl.node_config import sim_graph_yaml
     # As launch starts it: the graph YAML, then the launch overrides.
-    rclpy.init(args=["--ros-args", "--params-file", str(sim_graph_yaml()), "-p", "seed:=4", "-p", "vgm.mode:=vgm"])
+    pld = []
+    if session.cfg.pld_alpha:   # node-scoped, as launch passes it: the YAML's node section would win over -p
+        (tmp_path / "pld.yaml").write_text(f"vgm_arbiter:\n  ros__parameters:\n    pld.alpha: {session.cfg.pld_alpha}\n")
+        pld = ["--params-file", str(tmp_path / "pld.yaml")]
+    rclpy.init(args=["--ros-args", "--params-file", str(sim_graph_yaml()), "-p", "seed:=4", "-p", "vgm.mode:=vgm", *pld])
     node = VGMArbiterNode()
     sent = []
     node.command_pub.publish = sent.append
@@ -102,14 +107,17 @@ def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace):
             node._on_weights(PolicyWeights(model="critic", version=version, format="torch_state_dict",
                                            payload=payload, sha256=payload_sha256(payload)))
             assert node.critic.version == version
-            node.control.reset()
-            node.episode_kind, node.episode_id = record.kind, record.index
+            # The learner's START event (the arbiter resets; with PLD it draws T_base as the runner did)
+            node._on_event(EpisodeEvent(event=EpisodeEvent.START, episode_id=record.index + 1, note=record.kind))
+            assert node.control.t_base == record.gate_activity["t_base"]
             sent.clear()
             for t, st in enumerate(episode["steps"]):
                 residual = None if st["a_res"] is None else (st["a_res"], SimpleNamespace(policy_version=version))
                 info = SimpleNamespace(status="ok", chunk_id=1)
                 node._decide(t * node.period_ns, t, st["state"], st["obs"], st["a_vla"], info, residual, st["human"])
             assert len(sent) == len(episode["steps"]) == record.steps
+            node._on_event(EpisodeEvent(event=EpisodeEvent.SUCCESS if record.success else EpisodeEvent.FAILURE,
+                                        episode_id=record.index + 1))
             for st, msg in zip(episode["steps"], sent):
                 d = st["decision"]
                 np.testing.assert_allclose(msg.action, d.action, atol=1e-6)
@@ -120,6 +128,9 @@ def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace):
                 assert msg.intervention == d.intervention and msg.held == d.held
             theirs = session.offline if record.kind == "demo" else session.online
             _record(sent, episode, record, online, offline, node.period_ns, theirs)
+        if session.cfg.pld_alpha:
+            assert [e.t_base for e in node.control.hybrid.episodes] == \
+                [e.t_base for e in session.control.hybrid.episodes] and session.control.hybrid.episodes[0].t_base > 0
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
