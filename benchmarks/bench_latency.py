@@ -55,7 +55,7 @@ def _percentiles(values) -> dict:
 
 
 def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, train: bool = True,
-                  compose: str = "") -> dict:
+                  compose: str = "", train_nice: int = 0, train_cpus: str = "") -> dict:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import Image
@@ -70,7 +70,8 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     params = {n: {"ros__parameters": {"control_rate_hz": float(rate)}} for n in NODES}
     params["sim_robot"]["ros__parameters"].update(lockstep=False)
     params["replay_learner"]["ros__parameters"].update({"session_plan.num_demos": 0,
-                                                        "learner.enabled": train and obs_mode == "object"})
+                                                        "learner.enabled": train and obs_mode == "object",
+                                                        "train_nice": train_nice, "train_cpus": train_cpus})
     import yaml
     tmp = Path(tempfile.mkdtemp(prefix="resrl-latency-"))
     extra = tmp / "latency_params.yaml"
@@ -138,7 +139,8 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
             per["arbiter_node"].append(cmd_t - max(ready, parts["residual"]))
         per["end_to_end"].append(cmd_t - obs)
     complete = sum(1 for p in steps.values() if "obs" in p and "command" in p)
-    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose, "steps_observed": len(steps),
+    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose,
+            "train_nice": train_nice, "train_cpus": train_cpus, "steps_observed": len(steps),
             "steps_with_command": complete, "expected_steps": int(rate * seconds),
             **{k: _percentiles(v) for k, v in per.items()}, "graph_log": str(tmp / "graph.log")}
 
@@ -184,10 +186,14 @@ def main(argv=None) -> int:
     ap.add_argument("--compose", nargs="?", const=CONTROL_PATH, default="",
                     help=f"host these nodes in one resrl_container process (launch argument compose:=; "
                          f"without a value: {CONTROL_PATH}); default: one process per node")
+    ap.add_argument("--train-nice", type=int, default=0,
+                    help="the learner's training thread's nice value (parameter train_nice; 0: as the other threads)")
+    ap.add_argument("--train-cpus", default="", help="CPUs the training thread may run on (parameter train_cpus)")
     args = ap.parse_args(argv)
     out = {"cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
     modes = ("object", "image") if args.obs_mode == "both" else (args.obs_mode,)
-    out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i, not args.no_training, args.compose)
+    out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i, not args.no_training, args.compose,
+                                  args.train_nice, args.train_cpus)
                     for i, m in enumerate(modes)]
     out["learner_training"] = not args.no_training
     if args.depth_anything:

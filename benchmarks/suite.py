@@ -38,7 +38,7 @@ EVAL_EPISODES = 20
 # arm -> InProcessConfig overrides. "vgm" is VGMConfig's shipped default (on top of the node graph's
 # config/sim_vgm.yaml gate windows); "vgm-paper" is VGMConfig.paper(): every resrl option off.
 PAPER = {"greedy_hold_steps": 0, "max_lambda_rate": None, "lambda_prior": 0.0, "clip_values": False,
-         "critic_noise": 0.0}
+         "critic_noise": 0.0, "greedy_input": "executed"}
 AMPLIFY = {"lambda_max": 2.0, "per_group": True,
            "group_lambda_max": {"translation": 2.0, "rotation": 1.0, "gripper": 1.0}}
 ARMS = {
@@ -77,11 +77,21 @@ ARMS = {
     # while the escape gate is latched, in evaluation too (VGMConfig.escape_noise).
     "vgm-escape-noise": {"mode": "vgm", "vgm": {"escape_noise": 0.2, "escape_noise_clip": 0.5}},
 }
+# The gates judging the residual as executed, exploration noise included (VGMConfig.greedy_input;
+# the shipped default until 2026-12-07, now "policy": the policy's action before the noise).
+for _arm in ("vgm", "vgm-escape-amplify"):
+    ARMS[f"{_arm}-executed-gate"] = {**copy.deepcopy(ARMS[_arm]),
+                                     "vgm": {**ARMS[_arm].get("vgm", {}), "greedy_input": "executed"}}
+# The greedy gate's baseline: V(s) instead of Q(s, a_VLA), an action the replay rarely holds once
+# the residual runs (VGMConfig.greedy_baseline "value"; A = Q(s, a_VLA + a_res) - V(s)).
+for _arm in ("vgm", "vgm-escape-amplify"):
+    ARMS[f"{_arm}-value-baseline"] = {**copy.deepcopy(ARMS[_arm]),
+                                      "vgm": {**ARMS[_arm].get("vgm", {}), "greedy_baseline": "value"}}
 # Human in the loop (resrl.sim.inprocess.TakeoverConfig): in train episodes the scripted expert takes
 # over once the arm has hovered in a 1 cm box for 10 steps (1 s) while placing, and finishes the
 # episode; its steps are labelled interventions, as an operator's gamepad takeover is on the graph.
 TAKEOVER = {"after_steps": 10, "within_mm": 10.0}
-for _arm in ("static-1", "vgm", "vgm-escape-amplify"):
+for _arm in ("static-1", "vgm", "vgm-escape-amplify", "vgm-executed-gate", "vgm-escape-amplify-executed-gate"):
     ARMS[f"{_arm}-takeover"] = {**copy.deepcopy(ARMS[_arm]), "takeover": dict(TAKEOVER)}
 # Warm-up-only: these arms share weights and lambda with static-1 at evaluation (a schedule
 # always applies the residual at its scale when evaluating; TD3 differs only online).

@@ -123,20 +123,26 @@ class ControlStep:
 
     def decide(self, state: np.ndarray, obs: Optional[dict], a_vla: Optional[np.ndarray],
                a_res: Optional[np.ndarray], human: Optional[np.ndarray] = None,
-               no_base_reason: str = "no base action", obs_age_s: float = 0.0) -> Decision:
+               no_base_reason: str = "no base action", obs_age_s: float = 0.0,
+               a_res_policy: Optional[np.ndarray] = None) -> Decision:
+        """``a_res``: the residual to compose (with a training episode's exploration noise);
+        ``a_res_policy``: the policy's action before that noise (None: no noise was added), what
+        the gates judge with ``VGMConfig.greedy_input: policy``."""
         prefix = self.in_base_prefix
         self.steps += 1
         if not prefix:
-            return self._decide(state, obs, a_vla, a_res, human, no_base_reason, obs_age_s)
+            return self._decide(state, obs, a_vla, a_res, human, no_base_reason, obs_age_s, a_res_policy)
         previous = self.vgm.set_mode("base_only")   # PLD's prefix: the arbiter as in base_only mode
         try:
-            return self._decide(state, obs, a_vla, None, human, no_base_reason, obs_age_s)
+            return self._decide(state, obs, a_vla, None, human, no_base_reason, obs_age_s, None)
         finally:
             self.vgm.set_mode(previous)
 
-    def _decide(self, state, obs, a_vla, a_res, human, no_base_reason: str, obs_age_s: float) -> Decision:
+    def _decide(self, state, obs, a_vla, a_res, human, no_base_reason: str, obs_age_s: float,
+                a_res_policy=None) -> Decision:
         takeover = human is not None
-        gate_res = None if takeover else a_res
+        judged = a_res_policy if a_res_policy is not None and self.vgm.config.greedy_input == "policy" else a_res
+        gate_res = None if takeover or a_res is None else judged
         q_comb = q_base = value = None
         critic_error = ""
         if obs is not None and a_vla is not None and self.vgm.mode == "vgm" and self.critic is not None:

@@ -163,6 +163,12 @@ class LearnerNodeConfig:
     offline_bags: str = ""
     bag_tolerance_ms: float = 50.0
     obs_history: int = 1000
+    # The training thread only (issue 16: training must not starve the control path): its nice
+    # value (0-19; the other threads of this node and the other nodes keep theirs) and the CPUs it
+    # may run on ("": any; e.g. "1" keeps core 0 for the control nodes). A real cell trains on
+    # the GPU host; on a shared CPU these decide who waits.
+    train_nice: int = 0
+    train_cpus: str = ""
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     vgm: ArbiterMode = field(default_factory=ArbiterMode)
     session_plan: SessionConfig = field(default_factory=SessionConfig)

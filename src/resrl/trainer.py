@@ -16,6 +16,7 @@ never touches ROS: publishing is the caller's, so a shut-down ROS context cannot
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,29 @@ class WeightsSnapshot:
     weights: Dict[str, Tuple[bytes, str]]    # model -> (payload, sha256): "residual" (deployed actor), "critic"
 
 
+def parse_cpus(text: str) -> Tuple[int, ...]:
+    """"0,1" -> (0, 1); "" -> () (any CPU). Refuses CPUs this process may not run on."""
+    try:
+        cpus = tuple(sorted({int(c) for c in text.replace(" ", "").split(",") if c}))
+    except ValueError:
+        raise ValueError(f"train_cpus must be comma-separated CPU ids, got {text!r}") from None
+    allowed = os.sched_getaffinity(0)
+    if set(cpus) - allowed:
+        raise ValueError(f"train_cpus {sorted(set(cpus) - allowed)} are not among this process's CPUs {sorted(allowed)}")
+    return cpus
+
+
 class Trainer:
     WARMUP_SLICE = 10   # warm-up updates per lock hold: a stop or a snapshot waits for at most one slice
 
     def __init__(self, learner, online, offline, log: Callable[[str], None] = print,
-                 after_update: Optional[Callable[[], None]] = None):
+                 after_update: Optional[Callable[[], None]] = None, nice: int = 0, cpus: Tuple[int, ...] = ()):
+        """``nice`` (>= 0) and ``cpus`` (empty: any) apply to the training thread only (Linux
+        schedules threads, not processes): the process's callbacks -- recording the transitions the
+        control loop sends -- keep their priority while the gradient updates yield the cores."""
+        if not (isinstance(nice, int) and 0 <= nice <= 19):
+            raise ValueError(f"the training thread's nice must be an integer in [0, 19], got {nice!r}")
+        self.nice, self.cpus = nice, tuple(cpus)
         self.learner, self.online, self.offline = learner, online, offline
         self.log = log
         self.after_update = after_update       # called under the lock after every update (tests hash here)
@@ -150,6 +169,11 @@ class Trainer:
 
     # --- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
+        tid = threading.get_native_id()
+        if self.nice:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.nice)
+        if self.cpus:
+            os.sched_setaffinity(tid, self.cpus)
         while not self._stop.is_set():
             with self._cond:
                 self._cond.wait_for(lambda: self._stop.is_set() or self._warmup_requested or self._credits > 0)

@@ -14,7 +14,7 @@ from rclpy.executors import SingleThreadedExecutor
 from resrl import topics
 from resrl.launch_graph import GRAPHS, default_args
 from resrl.launch_runner import GraphProcess
-from resrl.msg import ActionChunk, CommandedAction, GateState
+from resrl.msg import ActionChunk, CommandedAction, GateState, ResidualAction
 from resrl.ros import qos
 from resrl.ros.spin_thread import SpinThread
 from rosutil import ROOT
@@ -75,10 +75,10 @@ def test_short_session_through_the_node_graph(tmp_path):
             spec.overrides.update({"session_plan.num_demos": 2, "session_plan.max_env_steps": 150,
                                    "session_plan.eval_every": 1000, "learner.warmup_steps": 30,
                                    "learner.batch_size": 32, "learner.learning_starts": 32})
-    seen = {"chunks": [], "commands": [], "gates": []}
+    seen = {"chunks": [], "commands": [], "gates": [], "residuals": []}
     learner_rc, codes, logs = run_recorded_session(specs, tmp_path, {
         "chunks": (ActionChunk, topics.VLA_CHUNK), "commands": (CommandedAction, topics.COMMAND),
-        "gates": (GateState, topics.GATE_STATE)}, seen)
+        "gates": (GateState, topics.GATE_STATE), "residuals": (ResidualAction, topics.RESIDUAL)}, seen)
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
     data = json.loads((tmp_path / "metrics.json").read_text())
     kinds = [e["kind"] for e in data["episodes"]]
@@ -93,6 +93,10 @@ def test_short_session_through_the_node_graph(tmp_path):
     # a_t = a_VLA + lambda * a_res on the learner-driven (non-human, non-held) steps, unless clamped
     auto = [c for c in seen["commands"] if not c.intervention and not c.held]
     assert len(auto) >= 100
+    # train episodes' residuals carry the policy's action before the exploration noise
+    noisy = [r for r in seen["residuals"] if len(r.policy_action)]
+    assert noisy and all(len(r.policy_action) == 7 for r in noisy)
+    assert any(not np.allclose(r.policy_action, r.action) for r in noisy)
     for c in auto:
         expected = np.asarray(c.base_action) + np.asarray(c.lambda_per_dim) * np.asarray(c.residual_action)
         np.testing.assert_allclose(c.composed_action, expected, atol=1e-6)

@@ -51,11 +51,13 @@ def test_critic_errors_mean_no_evidence_not_motion():
     assert "boom" in d.critic_error and not d.report.critic_valid
 
 
-@pytest.fixture(params=[None, 1.0], ids=["plain", "pld"])
+@pytest.fixture(params=[{}, {"pld_alpha": 1.0}, {"vgm": {"greedy_input": "executed"}}],
+                ids=["plain", "pld", "executed-gate"])
 def session_trace(request):
     """A short in-process session (demo, warm-up, train, eval) with every control step's inputs;
-    "pld": the train episode is a PLD hybrid rollout (vgm_arbiter.pld.alpha 1)."""
-    cfg = InProcessConfig(mode="vgm", seed=4, pld_alpha=request.param,
+    "pld": the train episode is a PLD hybrid rollout (vgm_arbiter.pld.alpha 1); "executed-gate": the
+    gates judge the residual with its exploration noise (default: the policy's action before it)."""
+    cfg = InProcessConfig(mode="vgm", seed=4, **request.param,
                           session={"num_demos": 1, "eval_every": 1, "eval_episodes": 1, "max_env_steps": 101,
                                    "eval_trigger_streak": 100},
                           learner={"batch_size": 16, "warmup_steps": 3, "learning_starts": 16})
@@ -70,10 +72,11 @@ def session_trace(request):
         episode["steps"] = []
         trace.append(episode.copy())
 
-    def traced_decide(state, obs, a_vla, a_res, human=None, **kw):
-        d = decide(state, obs, a_vla, a_res, human, **kw)
+    def traced_decide(state, obs, a_vla, a_res, human=None, a_res_policy=None, **kw):
+        d = decide(state, obs, a_vla, a_res, human, a_res_policy=a_res_policy, **kw)
         trace[-1]["steps"].append(dict(state=state.copy(), obs=copy.deepcopy(obs), a_vla=a_vla.copy(),
                                        a_res=None if a_res is None else a_res.copy(),
+                                       a_res_policy=None if a_res_policy is None else a_res_policy.copy(),
                                        human=None if human is None else human.copy(), decision=d))
         return d
     s.control.decide, s.control.reset = traced_decide, traced_reset
@@ -89,15 +92,19 @@ def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace, tmp_path):
 
     from resrl.node_config import sim_graph_yaml
     # As launch starts it: the graph YAML, then the launch overrides.
-    pld = []
+    overrides = []
     if session.cfg.pld_alpha:   # node-scoped, as launch passes it: the YAML's node section would win over -p
         (tmp_path / "pld.yaml").write_text(f"vgm_arbiter:\n  ros__parameters:\n    pld.alpha: {session.cfg.pld_alpha}\n")
-        pld = ["--params-file", str(tmp_path / "pld.yaml")]
-    rclpy.init(args=["--ros-args", "--params-file", str(sim_graph_yaml()), "-p", "seed:=4", "-p", "vgm.mode:=vgm", *pld])
+        overrides = ["--params-file", str(tmp_path / "pld.yaml")]
+    if session.cfg.vgm.get("greedy_input"):
+        overrides += ["-p", f"vgm.greedy_input:={session.cfg.vgm['greedy_input']}"]
+    rclpy.init(args=["--ros-args", "--params-file", str(sim_graph_yaml()), "-p", "seed:=4", "-p", "vgm.mode:=vgm",
+                     *overrides])
     node = VGMArbiterNode()
     sent = []
     node.command_pub.publish = sent.append
-    node.gate_pub.publish = lambda msg: None
+    gates = []
+    node.gate_pub.publish = gates.append
     online, offline = make_buffers(obs_spec("object", session.model_cfg), session.graph.learner.replay)
     try:
         assert node.control.vgm.config == session.control.vgm.config
@@ -111,13 +118,18 @@ def test_inprocess_decisions_equal_the_arbiter_nodes(session_trace, tmp_path):
             node._on_event(EpisodeEvent(event=EpisodeEvent.START, episode_id=record.index + 1, note=record.kind))
             assert node.control.t_base == record.gate_activity["t_base"]
             sent.clear()
+            gates.clear()
             for t, st in enumerate(episode["steps"]):
-                residual = None if st["a_res"] is None else (st["a_res"], SimpleNamespace(policy_version=version))
+                residual = None if st["a_res"] is None else (st["a_res"], SimpleNamespace(policy_version=version),
+                                                             st["a_res_policy"])
                 info = SimpleNamespace(status="ok", chunk_id=1)
                 node._decide(t * node.period_ns, t, st["state"], st["obs"], st["a_vla"], info, residual, st["human"])
             assert len(sent) == len(episode["steps"]) == record.steps
             node._on_event(EpisodeEvent(event=EpisodeEvent.SUCCESS if record.success else EpisodeEvent.FAILURE,
                                         episode_id=record.index + 1))
+            # The gates judged the same residual (by default the policy's, not the noisy one) on every step.
+            np.testing.assert_allclose([g.advantage_mean for g in gates],
+                                       [st["decision"].report.advantage_mean for st in episode["steps"]], atol=1e-5)
             for st, msg in zip(episode["steps"], sent):
                 d = st["decision"]
                 np.testing.assert_allclose(msg.action, d.action, atol=1e-6)

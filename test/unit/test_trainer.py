@@ -4,6 +4,7 @@ import hashlib
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from resrl.algos.learner import Learner, LearnerConfig
@@ -13,7 +14,7 @@ from resrl.models.checkpoint import load_checkpoint, save_checkpoint, serialize_
 from resrl.models.config import ModelConfig
 from resrl.node_config import obs_spec
 from resrl.replay import ReplayBuffer
-from resrl.trainer import Trainer
+from resrl.trainer import Trainer, parse_cpus
 
 CFG = ModelConfig(obs_mode="object", num_objects=1, actor_hidden=(32, 32), critic_hidden=(32, 32),
                   object_trunk_dim=32, ensemble_size=2)
@@ -138,3 +139,32 @@ def test_resume_state_round_trip(tmp_path):
     assert fresh.warmup_done and fresh.learner.num_updates == learner.num_updates
     assert fresh.learner.policy_version == learner.policy_version
     assert _hashes(fresh.learner) == _hashes(learner)
+
+
+def test_the_training_thread_alone_yields_the_cores(tmp_path):
+    """train_nice / train_cpus (issue 16): the training thread's priority and CPUs change, the
+    caller's (the node's callbacks) do not."""
+    import os
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    cpus = sorted(os.sched_getaffinity(0))
+    online, offline = _buffer(seed=1), _buffer(seed=2)
+    trainer = Trainer(_learner(), online, offline, log=lambda s: None, nice=5, cpus=tuple(cpus[-1:]))
+    trainer.warmup_done = True
+    trainer.start()
+    try:
+        trainer.add_credits(2)
+        assert trainer.wait_idle(60)                  # the thread ran: its settings were applied first
+        tid = trainer._thread.native_id
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(mine + 5, 19)
+        assert os.sched_getaffinity(tid) == set(cpus[-1:])
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+        assert os.sched_getaffinity(0) == set(cpus)
+    finally:
+        trainer.stop()
+    with pytest.raises(ValueError, match="nice"):
+        Trainer(_learner(), online, offline, nice=-1)
+    with pytest.raises(ValueError, match="not among"):
+        parse_cpus("0,4096")
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_cpus("zero")
+    assert parse_cpus("") == () and parse_cpus(f" {cpus[0]}, {cpus[0]}") == (cpus[0],)

@@ -194,3 +194,38 @@ def test_only_the_escape_gate_amplifies_when_asked():
                     group_lambda_max={"translation": 2.0, "rotation": 1.0, "gripper": 1.0})
     r = [grouped.step([1.0, 1.0], [0.5, 0.5], 0.5) for _ in range(3)][-1]
     assert list(r.lambda_per_dim) == [2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]
+
+
+# --- what the gates judge in a training episode (greedy_input) -----------------------------------
+@pytest.mark.parametrize("greedy_input", ["executed", "policy"])
+def test_gates_judge_the_executed_or_the_policys_residual_and_compose_the_executed(greedy_input):
+    from resrl.arbiter.safety import SafetyConfig, SafetyFilter
+    from resrl.control import ControlStep
+    judged = []
+
+    def critic(obs, a_vla, a_res):   # Q of the judged residual: harmful iff it moves along -x
+        judged.append(None if a_res is None else np.array(a_res))
+        q = 0.5 + 10.0 * float(a_res[0]) if a_res is not None else 0.5
+        return np.full(2, q), np.full(2, 0.5), 0.5
+    step = ControlStep(VGMArbiter(VGMConfig(greedy_input=greedy_input, use_escape=False, max_lambda_rate=None,
+                                            kappa=0.0, eps_A=0.0)),
+                       SafetyFilter(SafetyConfig(max_step_translation=1.0)), critic=critic, xi=XI)
+    noisy = np.array([-0.01, 0, 0, 0, 0, 0, 0], np.float32)   # exploration noise flipped the sign
+    d = step.decide(STATE, {"x": 1}, A_VLA, noisy, a_res_policy=A_RES)
+    np.testing.assert_array_equal(judged[-1], A_RES if greedy_input == "policy" else noisy)
+    assert d.report.g_harm == (1.0 if greedy_input == "executed" else 0.0)
+    assert d.report.g_greedy == (1.0 if greedy_input == "policy" else 0.0)
+    np.testing.assert_array_equal(d.residual, noisy)          # what runs and is stored: the executed one
+    np.testing.assert_allclose(d.composed, A_VLA + d.lambda_per_dim * noisy, atol=1e-7)
+    # Without noise (evaluation) there is no policy action: the executed one is judged.
+    step.decide(STATE, {"x": 1}, A_VLA, A_RES)
+    np.testing.assert_array_equal(judged[-1], A_RES)
+    # A takeover is judged at no residual either way.
+    step.decide(STATE, {"x": 1}, A_VLA, noisy, human=A_VLA, a_res_policy=A_RES)
+    assert judged[-1] is None
+
+
+def test_greedy_input_is_checked_and_the_paper_judges_what_runs():
+    assert VGMConfig.paper().greedy_input == "executed"
+    with pytest.raises(ValueError, match="greedy_input"):
+        VGMConfig(greedy_input="mean")

@@ -35,6 +35,8 @@ switches all of them off and is exactly the gate above:
   control step (resrl.control) perturbs the residual, as training exploration does.
 * escape by amplification (``amplify_only_on_escape`` with ``lambda_max`` > 1, off by default):
   only the escape gate takes lambda above 1.
+* what the gates judge in training (``greedy_input``): the residual policy's own action
+  ("policy"), not the residual as executed with its exploration noise (the paper's "executed").
 """
 from __future__ import annotations
 
@@ -71,6 +73,14 @@ class VGMConfig:
     # What the residual action must beat: "base" -- Q(s, a_VLA), the VLA's own action; "value" --
     # V(s), the value of what the arbiter has been doing (A = Q(s, a) - V(s), the usual advantage).
     greedy_baseline: str = "base"
+    # Which residual the gates judge in a training episode: "policy" -- the residual policy's own
+    # action, before the exploration noise (the noise is the learner's search; lambda arbitrates
+    # the policy); "executed" -- the residual as composed, noise included (the paper: the gate
+    # "filters out unhelpful residual noise"). Evaluation adds no noise: both are the same. Judging
+    # the noise turned the signed gate's harm branch on in 82-97 % of training steps on the
+    # warm-up's own weights (5 seeds), so a residual that solved the task trained at lambda ~0.5
+    # (BENCHMARKS.md, "The gates judged the exploration noise").
+    greedy_input: str = "policy"
     # Steps the greedy gate stays open (or, with lambda_prior, closed) after it fired (0:
     # instantaneous, the paper's gate). A one-step advantage is ~0 when later steps could still
     # correct; holding the gate turns it into "commit to the residual for a while" (Table I
@@ -140,6 +150,8 @@ class VGMConfig:
             raise ValueError("VGMConfig.kappa must be >= 0")
         if not (isinstance(self.greedy_hold_steps, int) and self.greedy_hold_steps >= 0):
             raise ValueError("VGMConfig.greedy_hold_steps must be an integer >= 0")
+        if self.greedy_input not in ("executed", "policy"):
+            raise ValueError(f"VGMConfig.greedy_input must be 'executed' or 'policy', got {self.greedy_input!r}")
         if self.greedy_baseline not in ("base", "value"):
             raise ValueError(f"VGMConfig.greedy_baseline must be 'base' or 'value', got {self.greedy_baseline!r}")
         if not self.delta_r > 0.0:
@@ -171,7 +183,7 @@ class VGMConfig:
     def paper(cls, **overrides) -> "VGMConfig":
         """The gate exactly as the VGM paper defines it: every resrl option off."""
         return cls(**{"greedy_hold_steps": 0, "max_lambda_rate": None, "lambda_prior": 0.0,
-                      "clip_values": False, "critic_noise": 0.0, **overrides})
+                      "clip_values": False, "critic_noise": 0.0, "greedy_input": "executed", **overrides})
 
 
 @dataclass

@@ -37,7 +37,7 @@ from resrl.ros.observation import ObservationSubscriber
 from resrl.ros.params import declare_dataclass
 from resrl.node_config import LearnerNodeConfig, SharedConfig, episode_buffers, make_buffers, obs_spec
 from resrl.session import EpisodeRecord, SessionPlan, SessionStore
-from resrl.trainer import Trainer
+from resrl.trainer import Trainer, parse_cpus
 from resrl.srv import LoadCheckpoint, ResetEpisode, SaveCheckpoint
 
 TERMINAL = {EpisodeEvent.SUCCESS: (True, False), EpisodeEvent.FAILURE: (False, False),
@@ -93,7 +93,12 @@ class LearnerNode(Node):
         torch.set_num_threads(max(1, self.shared.torch_threads))   # 2 cores shared with 7 nodes
         torch.manual_seed(seed)   # network init (the in-process runner seeds the same way)
         learner = Learner(build_residual(self.model_cfg), build_critic(self.model_cfg), learner_cfg, algo_cfgs)
-        self.trainer = Trainer(learner, self.online, self.offline, log=self.get_logger().info)
+        try:
+            train_cpus = parse_cpus(cfg.train_cpus)
+            self.trainer = Trainer(learner, self.online, self.offline, log=self.get_logger().info,
+                                   nice=cfg.train_nice, cpus=train_cpus)
+        except ValueError as exc:
+            raise SystemExit(f"learner: {exc}")
         self.learner = learner
         self.plan = SessionPlan(self.session_cfg, seed)
         self.resumed = False
@@ -336,7 +341,10 @@ class LearnerNode(Node):
                     self.state = "done"
                     threading.Thread(target=self._finish, daemon=True).start()
                     return
-                if not self._graph_ready():
+                waiting = self._graph_waits_for()
+                if waiting:
+                    if time.monotonic() - self.t_start > 10.0:   # say why the session has not started
+                        self.get_logger().warning(f"episode 1 waits for {waiting}", throttle_duration_sec=10.0)
                     return
                 kind, seed = nxt
                 self.episode["seed"] = seed
@@ -368,15 +376,20 @@ class LearnerNode(Node):
     def _on_bag_status(self, msg: String):
         self.bag_matched = json.loads(msg.data).get("matched_writers")
 
-    def _graph_ready(self) -> bool:
-        """Discovery takes a moment: an episode started before every node listens loses its START."""
-        if time.monotonic() - self.t_start < self.startup_wait_s or not self.reset_client.service_is_ready():
-            return False
-        if not all(self.count_publishers(t) > 0
-                   for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL, topics.EPISODE_EVENTS)):
-            return False
-        if any(name not in self.get_node_names() for name in self.wait_for_nodes):
-            return False
+    def _graph_waits_for(self) -> str:
+        """What the first episode still waits for ("" when the graph is ready). Discovery takes a
+        moment: an episode started before every node listens loses its START."""
+        if time.monotonic() - self.t_start < self.startup_wait_s:
+            return "the startup wait"
+        if not self.reset_client.service_is_ready():
+            return f"the reset service {self.reset_client.srv_name}"
+        silent = [t for t in (topics.COMMAND, topics.VLA_CHUNK, topics.RESIDUAL, topics.EPISODE_EVENTS)
+                  if self.count_publishers(t) == 0]
+        if silent:
+            return f"publishers on {silent}"
+        missing = [name for name in self.wait_for_nodes if name not in self.get_node_names()]
+        if missing:
+            return f"nodes {missing}"
         # The session bag must hold the whole session: its recorder being listed is not enough. Each
         # writer of the session's events, takeovers and commands that this node sees must already be
         # matched with the recorder's subscription (its latched status), or what that writer sends
@@ -386,10 +399,14 @@ class LearnerNode(Node):
         # but the session never waits on the recorder again.
         if "bag_recorder" in self.wait_for_nodes and not self.bag_was_ready:
             matched = self.bag_matched
-            self.bag_was_ready = matched is not None and all(matched.get(t, 0) >= self.count_publishers(t)
-                                                             for t in SESSION_BOUNDARY_TOPICS)
-            return self.bag_was_ready
-        return True
+            unmatched = {t: (matched or {}).get(t, 0) for t in SESSION_BOUNDARY_TOPICS
+                         if matched is None or matched.get(t, 0) < self.count_publishers(t)}
+            self.bag_was_ready = not unmatched
+            if unmatched:
+                return ("the bag recorder's status" if matched is None else
+                        f"the bag recorder to match every writer (matched {unmatched}, writers "
+                        f"{ {t: self.count_publishers(t) for t in unmatched} })")
+        return ""
 
     def _publish_weights_if_idle(self):
         if self.recorder is None or self.recorder.finished:

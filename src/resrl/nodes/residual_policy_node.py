@@ -102,9 +102,12 @@ class ResidualPolicyNode(Node):
         except Exception as exc:   # never guess: no residual this step (the arbiter uses a_VLA alone)
             self.get_logger().error(f"residual forward failed: {exc}", throttle_duration_sec=2.0)
             return
+        policy_action = []
         if self.explore:
+            policy_action = a_res.tolist()
             a_res = explore(a_res, self.xi, self.noise_std, self.noise_clip, self.rng)
-        msg = ResidualAction(step=int(step), action=a_res.tolist(), chunk_id=int(info.chunk_id or 0),
+        msg = ResidualAction(step=int(step), action=a_res.tolist(), policy_action=policy_action,
+                             chunk_id=int(info.chunk_id or 0),
                              chunk_step=int(info.row or 0), policy_version=int(self.policy.version),
                              compute_latency_s=float(time.perf_counter() - t0))
         msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp_ns), self.frame_id

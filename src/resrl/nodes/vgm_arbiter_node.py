@@ -93,8 +93,14 @@ class VGMArbiterNode(Node):
         except InvalidActionError as exc:
             self.get_logger().error(f"{exc}; ignored (treated as missing)", throttle_duration_sec=2.0)
             return
+        policy = None   # the action before exploration noise (empty: none was added)
+        if len(msg.policy_action):
+            try:
+                policy = as_action(msg.policy_action, name=f"residual step {msg.step} policy_action")
+            except InvalidActionError as exc:   # the gates then judge the residual as executed
+                self.get_logger().error(f"{exc}; the gates judge the executed residual", throttle_duration_sec=2.0)
         with self.lock:
-            self.residuals[msg.step] = (action, msg)
+            self.residuals[msg.step] = (action, msg, policy)
             for old in [s for s in self.residuals if s < msg.step - 50]:
                 del self.residuals[old]
         self._try_decide()
@@ -216,10 +222,10 @@ class VGMArbiterNode(Node):
             return None
 
     def _decide(self, stamp_ns, step, state, obs, a_vla, info, residual, human, no_base: str = ""):
-        a_res = residual[0] if residual is not None else None
-        version = residual[1].policy_version if residual is not None else 0
+        a_res, msg, policy = residual if residual is not None else (None, None, None)
+        version = msg.policy_version if msg is not None else 0
         d = self.control.decide(state, obs, a_vla, a_res, human,
-                                no_base_reason=no_base or f"no base action ({info.status})")
+                                no_base_reason=no_base or f"no base action ({info.status})", a_res_policy=policy)
         if d.critic_error:
             self.get_logger().error(d.critic_error, throttle_duration_sec=2.0)
         self._publish(ns_to_stamp(stamp_ns), step, state, d, info.chunk_id, version)

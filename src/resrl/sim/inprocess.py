@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -238,11 +238,12 @@ class InProcessSession:
         return obs
 
     @torch.inference_mode()
-    def _residual(self, obs: dict, explore: bool) -> np.ndarray:
-        a_res = self.actor(to_batch(obs, "object"))[0].numpy()
+    def _residual(self, obs: dict, explore: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """(a_res to compose, the policy's action before exploration noise or None without it)."""
+        a_res = self.actor(to_batch(obs, "object"))[0].numpy().astype(np.float32)
         if explore:
-            return explore_residual(a_res, self.xi, *self.noise, self.noise_rng)
-        return a_res.astype(np.float32)
+            return explore_residual(a_res, self.xi, *self.noise, self.noise_rng), a_res
+        return a_res, None
 
     def _store(self, rec: EpisodeRecorder, kind: str, force: bool = False) -> bool:
         """The learner node's _pump: store what is complete, then owe updates for new train steps."""
@@ -279,12 +280,12 @@ class InProcessSession:
             if kind == "demo" or stall.active:   # the teleoperator: every demo step, a takeover's steps
                 human = self.expert.act(raw, info).expert_action.astype(np.float32)
                 takeover_steps += int(kind != "demo")
-            a_res = None
+            a_res = a_res_policy = None
             if self.control.needs_residual(a_vla, human):
-                a_res = self._residual(obs, explore=kind == "train")
+                a_res, a_res_policy = self._residual(obs, explore=kind == "train")
             if self.schedule is not None:   # the peer schedule sets the static lambda of this step
                 self.control.vgm.lambda_static = self.schedule.lambda_for(self.plan.train_steps + t, kind == "train")
-            d = self.control.decide(obs["state"], obs, a_vla, a_res, human)
+            d = self.control.decide(obs["state"], obs, a_vla, a_res, human, a_res_policy=a_res_policy)
             if human is None:
                 r = d.report
                 max_dlambda = max(max_dlambda, r.lambda_delta)
