@@ -77,16 +77,13 @@ ARMS = {
     # while the escape gate is latched, in evaluation too (VGMConfig.escape_noise).
     "vgm-escape-noise": {"mode": "vgm", "vgm": {"escape_noise": 0.2, "escape_noise_clip": 0.5}},
 }
-# The gates judging the residual as executed, exploration noise included (VGMConfig.greedy_input;
-# the shipped default until 2026-12-07, now "policy": the policy's action before the noise).
-for _arm in ("vgm", "vgm-escape-amplify"):
-    ARMS[f"{_arm}-executed-gate"] = {**copy.deepcopy(ARMS[_arm]),
-                                     "vgm": {**ARMS[_arm].get("vgm", {}), "greedy_input": "executed"}}
-# The greedy gate's baseline: V(s) instead of Q(s, a_VLA), an action the replay rarely holds once
-# the residual runs (VGMConfig.greedy_baseline "value"; A = Q(s, a_VLA + a_res) - V(s)).
-for _arm in ("vgm", "vgm-escape-amplify"):
-    ARMS[f"{_arm}-value-baseline"] = {**copy.deepcopy(ARMS[_arm]),
-                                      "vgm": {**ARMS[_arm].get("vgm", {}), "greedy_baseline": "value"}}
+# Gate variants of the shipped gate and of its amplifying version (suffix -> VGMConfig overrides):
+# judging the residual as executed, exploration noise included (greedy_input; the default until
+# 2026-12-07, now "policy": the policy's action before the noise); the greedy gate's baseline V(s)
+# instead of Q(s, a_VLA), an action the replay rarely holds once the residual runs.
+for _suffix, _vgm in (("executed-gate", {"greedy_input": "executed"}), ("value-baseline", {"greedy_baseline": "value"})):
+    for _arm in ("vgm", "vgm-escape-amplify"):
+        ARMS[f"{_arm}-{_suffix}"] = {**copy.deepcopy(ARMS[_arm]), "vgm": {**ARMS[_arm].get("vgm", {}), **_vgm}}
 # Human in the loop (resrl.sim.inprocess.TakeoverConfig): in train episodes the scripted expert takes
 # over once the arm has hovered in a 1 cm box for 10 steps (1 s) while placing, and finishes the
 # episode; its steps are labelled interventions, as an operator's gamepad takeover is on the graph.

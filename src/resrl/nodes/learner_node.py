@@ -343,8 +343,8 @@ class LearnerNode(Node):
                     return
                 waiting = self._graph_waits_for()
                 if waiting:
-                    if time.monotonic() - self.t_start > 10.0:   # say why the session has not started
-                        self.get_logger().warning(f"episode 1 waits for {waiting}", throttle_duration_sec=10.0)
+                    if time.monotonic() - self.t_start > 10.0:   # say why the episode has not started
+                        self.get_logger().warning(f"the next episode waits for {waiting}", throttle_duration_sec=10.0)
                     return
                 kind, seed = nxt
                 self.episode["seed"] = seed
@@ -377,7 +377,7 @@ class LearnerNode(Node):
         self.bag_matched = json.loads(msg.data).get("matched_writers")
 
     def _graph_waits_for(self) -> str:
-        """What the first episode still waits for ("" when the graph is ready). Discovery takes a
+        """What the next episode still waits for ("" when the graph is ready). Discovery takes a
         moment: an episode started before every node listens loses its START."""
         if time.monotonic() - self.t_start < self.startup_wait_s:
             return "the startup wait"
@@ -399,13 +399,14 @@ class LearnerNode(Node):
         # but the session never waits on the recorder again.
         if "bag_recorder" in self.wait_for_nodes and not self.bag_was_ready:
             matched = self.bag_matched
-            unmatched = {t: (matched or {}).get(t, 0) for t in SESSION_BOUNDARY_TOPICS
-                         if matched is None or matched.get(t, 0) < self.count_publishers(t)}
-            self.bag_was_ready = not unmatched
-            if unmatched:
-                return ("the bag recorder's status" if matched is None else
-                        f"the bag recorder to match every writer (matched {unmatched}, writers "
-                        f"{ {t: self.count_publishers(t) for t in unmatched} })")
+            if matched is None:
+                return "the bag recorder's status"
+            writers = {t: self.count_publishers(t) for t in SESSION_BOUNDARY_TOPICS}
+            short = {t: n for t, n in writers.items() if matched.get(t, 0) < n}
+            self.bag_was_ready = not short
+            if short:
+                return (f"the bag recorder to match every writer (writers {short}, matched "
+                        f"{ {t: matched.get(t, 0) for t in short} })")
         return ""
 
     def _publish_weights_if_idle(self):
