@@ -30,7 +30,12 @@ def _signal_when_ready(proc: subprocess.Popen, sig) -> str:
         if line.strip() == "ready":
             proc.send_signal(sig)
             break
-    rest, _ = proc.communicate(timeout=GUARD_S)
+    try:
+        rest, _ = proc.communicate(timeout=GUARD_S)
+    finally:
+        if proc.poll() is None:      # hung: fail without leaving it behind
+            proc.kill()
+            proc.wait()
     return "".join(out) + rest
 
 
@@ -104,3 +109,43 @@ def test_the_gc_runs_again_after_construction():
     """)
     out, _ = proc.communicate(timeout=GUARD_S)
     assert proc.returncode == 0 and "gc False True" in out, out
+
+
+def test_a_signal_while_the_main_thread_holds_the_stop_events_lock_still_stops():
+    """The main thread waits on the stop event for its whole life, and Event.wait holds the
+    event's lock for a few bytecodes each time it wakes. A handler that set the event itself
+    deadlocked when the signal landed there (a residual node once ignored launch's SIGINT, SIGINT
+    and SIGTERM until SIGKILL). Here the main thread holds that lock on purpose when the signal
+    lands; the old handler hung on every run."""
+    proc = _child("""
+        from resrl.ros import node_main
+        stopper = node_main.install_stop_handlers()
+        with stopper.event._cond:                 # where Event.wait is, now and then
+            print("ready", flush=True)
+            while stopper.signum is None:         # bytecodes: the handler runs in here
+                pass
+        print("handled", flush=True)
+        while not stopper.event.wait(0.5):
+            pass
+        print("stop event set", flush=True)
+    """)
+    out = _signal_when_ready(proc, signal.SIGINT)
+    assert proc.returncode == 0, out
+    assert "handled" in out and "stop event set" in out, out
+
+
+def test_a_stop_stuck_below_python_is_ended_by_the_c_watchdog():
+    """A thread that holds the GIL forever (here: the main thread inside one long C call) starves
+    the Python stop watchdog; faulthandler's C thread still dumps the stacks and exits 1."""
+    proc = _child("""
+        import re
+        from resrl.ros import node_main
+        stopper = node_main.install_stop_handlers()
+        stopper.arm_watchdog(deadline_s=0.5)
+        print("ready", flush=True)
+        re.match(r"(a+)+$", "a" * 64 + "b")       # catastrophic backtracking: hours, GIL held
+    """)
+    out, _ = proc.communicate(timeout=GUARD_S)
+    assert proc.returncode == 1, out
+    assert "Timeout (0:00:01)!" in out, out        # faulthandler's own report: 0.5 + 0.5 s
+    assert " in match" in out, out                 # the stuck thread's stack

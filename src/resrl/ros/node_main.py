@@ -16,8 +16,17 @@ same way, whatever it is doing:
   last publish cannot fail), the node is destroyed, the context shut down;
 * a watchdog bounds the whole stop to ``STOP_DEADLINE_S``: a stop that stalls (a callback or a
   thread that never returns) prints every thread's stack, so the stall can be found, and exits.
-  Whatever a node acknowledged is already on disk then: replay, labels and bag chunks are
-  written and fsynced before they are acknowledged, never at exit.
+  Should Python itself be stuck (a thread that holds the GIL), faulthandler's own C thread
+  dumps the stacks and exits 1 half a second later. Whatever a node acknowledged is already on
+  disk then: replay, labels and bag chunks are written and fsynced before they are
+  acknowledged, never at exit.
+
+The signal handler itself takes no lock. Python runs a handler in the main thread between two
+bytecodes, and the main thread spends its life in ``Event.wait``, which holds the event's lock
+for a few bytecodes every time it wakes: a handler that called ``Event.set()`` there waited on a
+lock its own thread held, forever, and every later SIGINT/SIGTERM queued behind it (a node that
+ignored launch's whole stop sequence until SIGKILL). The handler records the signal and writes
+one byte to a pipe; the ``stop_relay`` thread sets the event and arms the watchdog.
 
 ``run_nodes`` hosts several node classes in one process and executor (resrl_container): the same
 phases and stop, every node's ``on_shutdown`` (the last built first), the context shut down once;
@@ -67,27 +76,45 @@ class _Stopper:
         self.signum = None
         self._watchdog = None
         self._nudger = None
+        self._arm_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        threading.Thread(target=self._relay, name="stop_relay", daemon=True).start()
 
     def handle(self, signum, _frame):
+        """Runs in the main thread wherever it is, even inside a lock it holds: no locks here
+        (no Event.set, no Thread.start, no buffered print); the relay thread does the rest."""
         if self.signum is None:
             self.signum = signum
-        self.event.set()
+        try:
+            os.write(self._wake_w, b"s")
+        except OSError:    # the pipe is full: the relay has its byte already
+            pass
         if self.exit_at_once:
             # Nothing is built, so nothing can be lost. Raising instead would be fragile: an
             # exception raised while a finalizer runs (import churns the gc) is printed as
             # "Exception ignored" and the import goes on.
             _exit_before_any_node()
+        if self.interrupt:
+            raise StopRequested(signum)
+
+    def _relay(self) -> None:
+        os.read(self._wake_r, 1)
+        self.event.set()
         self.arm_watchdog()
         if self.interrupt:
             self._arm_nudger()
-            raise StopRequested(signum)
+
+    def requested(self) -> bool:
+        """A stop was asked for (the handler ran; the relay may not have set the event yet)."""
+        return self.signum is not None or self.event.is_set()
 
     @contextlib.contextmanager
     def exits_at_once(self):
         """A signal inside this block exits the process 0 at once (before any node is built)."""
         self.exit_at_once = True
         try:
-            if self.event.is_set():
+            if self.requested():
                 _exit_before_any_node()
             yield
         finally:
@@ -103,7 +130,7 @@ class _Stopper:
         gc.disable()
         self.interrupt = True
         try:
-            if self.event.is_set():
+            if self.requested():
                 raise StopRequested(self.signum)
             yield
         finally:
@@ -112,9 +139,10 @@ class _Stopper:
                 gc.enable()
 
     def _arm_nudger(self) -> None:
-        if self._nudger is None:
-            self._nudger = threading.Thread(target=self._nudge, name="stop_nudger", daemon=True)
-            self._nudger.start()
+        with self._arm_lock:
+            if self._nudger is None:
+                self._nudger = threading.Thread(target=self._nudge, name="stop_nudger", daemon=True)
+                self._nudger.start()
 
     def _nudge(self, every_s: float = 0.5) -> None:
         """While the main thread is still in the interruptible block after the StopRequested was
@@ -127,10 +155,14 @@ class _Stopper:
             signal.pthread_kill(main, self.signum)
 
     def arm_watchdog(self, deadline_s: float = STOP_DEADLINE_S) -> None:
-        if self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, args=(deadline_s,), name="stop_watchdog",
-                                              daemon=True)
-            self._watchdog.start()
+        with self._arm_lock:
+            if self._watchdog is None:
+                # The C-level backstop: runs without the GIL, so it fires where the Python
+                # watchdog below cannot (a thread stuck holding the GIL).
+                faulthandler.dump_traceback_later(deadline_s + 0.5, exit=True)
+                self._watchdog = threading.Thread(target=self._watch, args=(deadline_s,), name="stop_watchdog",
+                                                  daemon=True)
+                self._watchdog.start()
 
     @staticmethod
     def _watch(deadline_s: float) -> None:
@@ -170,7 +202,10 @@ def _exit(code: int) -> None:
 
 
 def _exit_before_any_node() -> None:
-    announce("exit")
+    """Also called from the signal handler: an unbuffered write, as the main thread may be inside
+    a print to stderr, holding its buffer's lock."""
+    if os.environ.get(PHASES_ENV) == "1":
+        os.write(2, b"[resrl-phase] exit\n")
     _exit(0)
 
 
