@@ -11,6 +11,8 @@ VGM as the paper defines it, VGM as resrl ships it, gate ablations) x seeds, in-
     python benchmarks/suite.py summarize
     # task names may carry a demo count and Cal-QL settings for every arm (see _variant):
     python benchmarks/suite.py warmup --tasks pick_place_demos2 "pick_place_stagnation@v_target=mc" --arms static-1 vgm
+    # ... and a label after '#' that only names a results directory (a paired repeat):
+    python benchmarks/suite.py paired --tasks "pick_place_stagnation@v_target=mc#raw-advantage" --arms static-1 vgm
 
 Every run's JSON (benchmarks/results/suite/runs/...) keeps its command line and wall time; a run
 whose JSON exists is skipped (delete it to re-run). Every arm of a (task, seed) gets the same demos
@@ -80,8 +82,10 @@ ARMS = {
 # Gate variants of the shipped gate and of its amplifying version (suffix -> VGMConfig overrides):
 # judging the residual as executed, exploration noise included (greedy_input; the default until
 # 2026-12-07, now "policy": the policy's action before the noise); the greedy gate's baseline V(s)
-# instead of Q(s, a_VLA), an action the replay rarely holds once the residual runs.
-for _suffix, _vgm in (("executed-gate", {"greedy_input": "executed"}), ("value-baseline", {"greedy_baseline": "value"})):
+# instead of Q(s, a_VLA), an action the replay rarely holds once the residual runs; the advantage
+# differenced from the raw Q values, then clipped (the critic's common offset cancels).
+for _suffix, _vgm in (("executed-gate", {"greedy_input": "executed"}), ("value-baseline", {"greedy_baseline": "value"}),
+                      ("raw-advantage", {"advantage_from_raw_q": True})):
     for _arm in ("vgm", "vgm-escape-amplify"):
         ARMS[f"{_arm}-{_suffix}"] = {**copy.deepcopy(ARMS[_arm]), "vgm": {**ARMS[_arm].get("vgm", {}), **_vgm}}
 # Human in the loop (resrl.sim.inprocess.TakeoverConfig): in train episodes the scripted expert takes
@@ -119,9 +123,11 @@ def _variant(task: str) -> tuple:
     * ``<task>_demos<N>``: N demos instead of the session's 20 (demo-starved: what the warm-up leaves
       to cover is online learning's job, and an imprecise residual is what a gate is for);
     * ``<task>@k=v;k=v``: settings of the algorithm (Cal-QL) section for the warm-up and online,
-      e.g. ``pick_place_stagnation@v_target=mc``.
+      e.g. ``pick_place_stagnation@v_target=mc``;
+    * ``<task>#<label>``: the same task in a results directory of its own (a paired repeat whose
+      arms share one warm-up per seed, beside the runs stored under the plain name).
     Every arm of a (task, seed) gets the same demos and the same settings."""
-    name, _, algo = task.partition("@")
+    name, _, algo = task.partition("#")[0].partition("@")
     sections = {"algo": parse_settings(algo)[0]} if algo else {}
     m = re.fullmatch(r"(.+)_demos(\d+)", name)
     if m:

@@ -72,6 +72,25 @@ def test_q_is_clipped_too():
     assert arb.step([1.5, 1.5], [1.2, 1.2], 0.5).g_greedy == 0.0
 
 
+def test_raw_q_advantage_survives_a_common_offset_that_clipping_erases():
+    # A conservative critic reads ~1.1 where the return is ~0.4: clipped one by one, 1.15 and 1.05
+    # are both 1 (no evidence); differenced raw, the residual's +0.1 on both heads opens the gate.
+    kw = dict(use_regress=False, use_escape=False, lambda_prior=0.0, kappa=1.0, eps_A=0.0, critic_noise=0.01,
+              greedy_hold_steps=0, max_lambda_rate=None)
+    assert gated(**kw).step([1.15, 1.15], [1.05, 1.05], 0.4).g_greedy == 0.0
+    raw = gated(advantage_from_raw_q=True, **kw)
+    r = raw.step([1.15, 1.15], [1.05, 1.05], 0.4)
+    assert (r.g_greedy, r.lambda_value) == (1.0, 1.0) and r.advantage_mean == pytest.approx(0.1)
+    r = raw.step([1.05, 1.02], [1.15, 1.14], 0.4)       # below the base on both heads: harm (signed gate)
+    signed = gated(advantage_from_raw_q=True, **{**kw, "lambda_prior": 1.0}).step([1.05, 1.02], [1.15, 1.14], 0.4)
+    assert (r.g_harm, signed.g_harm, signed.lambda_value) == (0.0, 1.0, 0.0)
+    # The difference is bounded by the reward's range like a clipped value; V is still clipped.
+    r = raw.step([9.0, 9.0], [-9.0, -9.0], 1.7)
+    assert (r.advantage_mean, r.value) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="greedy_baseline 'base'"):
+        VGMConfig(advantage_from_raw_q=True, greedy_baseline="value")
+
+
 def test_critic_noise_floor_for_regress_and_escape():
     arb = gated(use_greedy=False, W_r=2, delta_r=0.05, W_e=2, eta_e=0.0, critic_noise=0.02, lambda_prior=0.0,
                 max_lambda_rate=None)

@@ -37,6 +37,8 @@ switches all of them off and is exactly the gate above:
   only the escape gate takes lambda above 1.
 * what the gates judge in training (``greedy_input``): the residual policy's own action
   ("policy"), not the residual as executed with its exploration noise (the paper's "executed").
+* the advantage of an offset critic (``advantage_from_raw_q``, off by default): the greedy gate
+  differences the raw Q values and clips the difference, instead of clipping each Q first.
 """
 from __future__ import annotations
 
@@ -123,6 +125,13 @@ class VGMConfig:
     clip_values: bool = True
     value_min: float = 0.0
     value_max: float = 1.0
+    # The greedy gate's advantage from the raw Q values, clipped to +-(value_max - value_min)
+    # afterwards, instead of from Q values clipped one by one (V is clipped either way). A
+    # conservative critic carries an offset: Cal-QL's push-up on the data actions put Q at 1.0-1.2
+    # where the return is 0.4-0.46 (probes/baseline_bias.py), so the clipped gate compared 1 with 1
+    # on most steps; a common offset cancels in the difference. Needs greedy_baseline "base" (V
+    # carries another offset than Q).
+    advantage_from_raw_q: bool = False
     # Changes below this are critic noise, not evidence: the greedy gate needs |LCB| above
     # eps_A + critic_noise, the regress gate ignores drops up to it, and the escape gate counts a
     # rise as progress only above eta_e + critic_noise. 0: the paper's gate.
@@ -154,6 +163,9 @@ class VGMConfig:
             raise ValueError(f"VGMConfig.greedy_input must be 'executed' or 'policy', got {self.greedy_input!r}")
         if self.greedy_baseline not in ("base", "value"):
             raise ValueError(f"VGMConfig.greedy_baseline must be 'base' or 'value', got {self.greedy_baseline!r}")
+        if self.advantage_from_raw_q and self.greedy_baseline != "base":
+            raise ValueError("VGMConfig.advantage_from_raw_q needs greedy_baseline 'base': Q(s, a) - V(s) mixes "
+                             "the critic's offset with V's")
         if not self.delta_r > 0.0:
             raise ValueError("VGMConfig.delta_r must be > 0")
         for name in ("W_r", "W_e"):
@@ -277,6 +289,7 @@ class VGMArbiter:
         if qc is not None and qb is not None and qc.shape != qb.shape:
             raise ValueError(f"q_combined {qc.shape} and q_base {qb.shape} must have the same ensemble size")
         v_in = _finite_vector(value)
+        qc_raw, qb_raw = qc, qb
         if cfg.clip_values:   # calibrated inputs: no return outside what the reward allows
             qc = None if qc is None else np.clip(qc, cfg.value_min, cfg.value_max)
             qb = None if qb is None else np.clip(qb, cfg.value_min, cfg.value_max)
@@ -289,7 +302,11 @@ class VGMArbiter:
         if qc is None or baseline is None:
             issues.append("Q missing or non-finite")
         else:
-            adv = qc - baseline
+            if cfg.advantage_from_raw_q:   # the critic's common offset cancels; then bound the difference
+                span = cfg.value_max - cfg.value_min
+                adv = np.clip(qc_raw - qb_raw, -span, span)
+            else:
+                adv = qc - baseline
             adv_mean, adv_std = float(adv.mean()), float(adv.std())
             adv_lcb = adv_mean - cfg.kappa * adv_std
             margin = cfg.eps_A + cfg.critic_noise
