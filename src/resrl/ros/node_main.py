@@ -231,7 +231,7 @@ def _spin(executor, stopper: _Stopper, failure: list) -> None:
             executor.spin_once(timeout_sec=0.1)
     except BaseException as exc:   # noqa: B902 -- whatever ends the spin ends the node
         from rclpy.executors import ExternalShutdownException
-        if not (stopper.event.is_set() or isinstance(exc, ExternalShutdownException) or not _context_ok()):
+        if not (stopper.requested() or isinstance(exc, ExternalShutdownException) or not _context_ok()):
             failure.append("".join(traceback.format_exception(exc)))   # a callback raised: exit 1
     finally:
         stopper.event.set()
@@ -284,12 +284,12 @@ def run_nodes(node_classes, args=None) -> int:
         failure.append(f"[{getattr(node_cls, '__name__', 'node')}] {exc}\n")
         exit_code = MISSING_DEPENDENCY_EXIT
     except SystemExit as exc:          # a node's own clear startup error (bad config, missing file)
-        if exc.code not in (None, 0) and not stopper.event.is_set():
+        if exc.code not in (None, 0) and not stopper.requested():
             failure.append("" if isinstance(exc.code, int) else f"{exc.code}\n")
     except Exception:
-        if not stopper.event.is_set():
+        if not stopper.requested():
             failure.append(traceback.format_exc())
-    if nodes and len(nodes) == len(node_classes) and not stopper.event.is_set() and not failure:
+    if nodes and len(nodes) == len(node_classes) and not stopper.requested() and not failure:
         executor = MultiThreadedExecutor(num_threads=sum(executor_threads(cls) for cls in node_classes))
         for node in nodes:
             executor.add_node(node)
