@@ -156,6 +156,9 @@ class LearnerNodeConfig:
     step_grid: bool = False             # lockstep: one command per control-period stamp
     wait_for_nodes: str = ""            # comma-separated nodes listening to events/takeovers/commands before episode 1
     startup_wait_s: float = 3.0
+    # How long a labelled episode waits for its last command and terminal observation before it is
+    # stored with the commands that came (or dropped without its terminal observation); in a
+    # manual session the operator's next episode ends that wait at once.
     terminal_wait_s: float = 5.0
     # A reset whose response has not come after this long is asked again (a response lost while
     # discovery is incomplete left the session waiting forever; the sim restarts a running episode).

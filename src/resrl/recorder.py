@@ -147,6 +147,18 @@ class EpisodeRecorder:
             buffer.add_step(*args, **kwargs)
         buffer.end_episode(self.terminal.success)
 
+    def finish_now(self, offline_buffer=None) -> bool:
+        """Stop waiting for the rest of a labelled episode (its terminal wait ran out, or the next
+        episode starts): store it with the commands that came if its terminal observation is there
+        (a command lost or late under load must not cost a whole episode -- in manual sessions a
+        takeover the operator just labelled); drop it otherwise. True when stored."""
+        if self.finished:
+            return False
+        if self.terminal is not None and self.pump(offline_buffer, force=True):
+            return True
+        self.abort()
+        return False
+
     def abort(self) -> None:
         if self._started and not self.finished:
             for buf in self.buffers:

@@ -204,3 +204,34 @@ def test_on_a_step_grid_the_terminal_transition_waits_for_the_last_command():
         lost.add_command(_cmd(s))
     lost.set_terminal(Terminal(400, success=True, reward=1.0, truncated=False))
     assert not lost.pump() and lost.pump(force=True)   # the node gives command 3 up after a while
+
+
+def test_finish_now_stores_a_labelled_episode_whose_last_command_never_came():
+    """A manual session: the operator labels the episode and starts the next one before the
+    command of the step before the terminal arrived (lost or late under load). The episode is
+    stored with the commands that came, not dropped with its takeover."""
+    online, offline = ReplayBuffer(SPEC, 100), ReplayBuffer(SPEC, 100)
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base), period_ns=100)
+    for s in (1, 2):
+        rec.add_command(_cmd(s, intervention=(s == 2)))
+    rec.set_terminal(Terminal(400, success=False, reward=0.0, truncated=False))   # step 3's command is missing
+    assert not rec.pump(offline) and len(online) == 1                              # it waits for that command
+    assert rec.finish_now(offline) and rec.finished
+    ep = next(online.episodes())
+    assert len(ep.action) == 2 and not ep.success and ep.done[-1]
+    np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 400])
+    assert len(offline) == 2                       # the takeover's copy for the demo buffer
+    assert not rec.finish_now(offline)             # once only
+
+
+def test_finish_now_drops_an_episode_without_its_terminal_observation_or_label():
+    online = ReplayBuffer(SPEC, 100)
+    available = {100: True, 200: True}
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: available.get(stamp) and _obs(stamp, base))
+    for s in (1, 2):
+        rec.add_command(_cmd(s))
+    rec.set_terminal(Terminal(300, success=True, reward=1.0, truncated=False))
+    assert not rec.finish_now() and rec.finished and len(online) == 0 and not list(online.episodes())
+    unlabelled = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))
+    unlabelled.add_command(_cmd(1))
+    assert not unlabelled.finish_now() and unlabelled.finished and not list(online.episodes())

@@ -181,7 +181,10 @@ class LearnerNode(Node):
         with self.lock:
             if msg.event == EpisodeEvent.START:
                 if self.recorder is not None and not self.recorder.finished:
-                    self.recorder.abort()
+                    if self.state == "manual":   # the operator labelled it and went on at once
+                        self._stop_waiting(self.recorder, "the next episode started")
+                    else:                        # auto: this node starts episodes only once one is stored
+                        self.recorder.abort()
                 kind = msg.note or "train"
                 buffers = episode_buffers(kind, self.online, self.offline)
                 self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
@@ -306,28 +309,37 @@ class LearnerNode(Node):
         if self.state == "running":
             self.state = "finishing"
 
+    def _stop_waiting(self, rec: EpisodeRecorder, why: str) -> bool:
+        """The recorded episode's last command or terminal observation is still missing (``why`` we
+        stop waiting): store it with the commands that came, or drop it when its terminal
+        observation never completed (a transition with a wrong next observation is worse than
+        none). True when stored."""
+        episode, terminal = self.episode["id"], rec.terminal
+        missing = self.obs.assembler.missing(terminal.stamp_ns) if terminal is not None else []
+        unstored = len(rec.queue)
+        if rec.finish_now(self.offline):
+            self.get_logger().warning(f"episode {episode}: stored without its last command ({why})")
+            self._episode_done(rec)
+            return True
+        if terminal is None:
+            self.get_logger().warning(f"episode {episode}: never labelled; dropped ({why})")
+        else:
+            self.get_logger().error(
+                f"episode {episode}: terminal observation (stamp {terminal.stamp_ns}) incomplete ({why}), "
+                f"missing {missing}; {unstored} commands unstored; episode aborted")
+        return False
+
     def _tick(self):
         with self.lock:
+            rec = self.recorder
+            if (self.state in ("running", "manual") and rec is not None and rec.terminal is not None
+                    and not rec.finished and time.monotonic() - self.terminal_wall > self.terminal_wait_s):
+                if not self._stop_waiting(rec, f"no more after {self.terminal_wait_s}s") and self.state == "running":
+                    self.state = "finishing"
             if self.state == "manual":
                 self._check_warmup()
                 self._publish_weights_if_idle()
                 return
-            rec = self.recorder
-            if (self.state == "running" and rec is not None and rec.terminal is not None and not rec.finished
-                    and time.monotonic() - self.terminal_wall > self.terminal_wait_s):
-                # The command for the last step never came: finish with the ones that did.
-                if rec.pump(self.offline, force=True):
-                    self.get_logger().warning(f"episode {self.episode['id']}: stored without its last command")
-                    self._episode_done(rec)
-                    return
-                # The terminal observation never completed (a lost message): drop the episode rather
-                # than store a transition with a wrong next observation, and go on.
-                self.get_logger().error(
-                    f"episode {self.episode['id']}: terminal observation (stamp {rec.terminal.stamp_ns}) incomplete "
-                    f"after {self.terminal_wait_s}s, missing {self.obs.assembler.missing(rec.terminal.stamp_ns)}; "
-                    f"{len(rec.queue)} commands unstored; episode aborted")
-                rec.abort()
-                self.state = "finishing"
             if self.state == "finishing" and self.trainer.idle():
                 self._publish_weights()
                 if self.plan.records and self.plan.records[-1].kind == "train":
