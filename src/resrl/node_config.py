@@ -160,6 +160,10 @@ class LearnerNodeConfig:
     # stored with the commands that came (or dropped without its terminal observation); in a
     # manual session the operator's next episode ends that wait at once.
     terminal_wait_s: float = 5.0
+    # A key press is stamped by the keyboard's clock, between two state samples: once that wait is
+    # over, a keyboard label's terminal observation may lie this far from its stamp (a person's
+    # reaction takes longer; under load the state stream skips beats wider than max_skew_ms).
+    label_skew_ms: float = 250.0
     # A reset whose response has not come after this long is asked again (a response lost while
     # discovery is incomplete left the session waiting forever; the sim restarts a running episode).
     reset_timeout_s: float = 15.0

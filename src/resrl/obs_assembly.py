@@ -35,31 +35,33 @@ class ObservationAssembler:
             if len(stamps) > self.history:
                 del stamps[0], values[0]
 
-    def _closest(self, part: str, stamp_ns: int) -> Optional[Any]:
+    def _closest(self, part: str, stamp_ns: int, max_skew_ns: Optional[int] = None) -> Optional[Any]:
+        skew = self.max_skew_ns if max_skew_ns is None else int(max_skew_ns)
         stamps = self._stamps[part]
         i = bisect.bisect_left(stamps, stamp_ns)
         best, best_dt = None, None
         for j in (i - 1, i):
             if 0 <= j < len(stamps):
                 dt = abs(stamps[j] - stamp_ns)
-                if dt <= self.max_skew_ns and (best_dt is None or dt < best_dt):
+                if dt <= skew and (best_dt is None or dt < best_dt):
                     best, best_dt = j, dt
         return None if best is None else self._values[part][best]
 
-    def get(self, stamp_ns: int) -> Optional[Dict[str, Any]]:
-        """All parts for ``stamp_ns``, or None while any is missing."""
+    def get(self, stamp_ns: int, max_skew_ns: Optional[int] = None) -> Optional[Dict[str, Any]]:
+        """All parts for ``stamp_ns``, or None while any is missing. ``max_skew_ns`` overrides the
+        assembler's window for this lookup (a stamp that is not on the parts' clock: a key press)."""
         with self._lock:
             out = {}
             for part in self.required:
-                value = self._closest(part, stamp_ns)
+                value = self._closest(part, stamp_ns, max_skew_ns)
                 if value is None:
                     return None
                 out[part] = value
             return out
 
-    def missing(self, stamp_ns: int) -> list:
+    def missing(self, stamp_ns: int, max_skew_ns: Optional[int] = None) -> list:
         with self._lock:
-            return [p for p in self.required if self._closest(p, stamp_ns) is None]
+            return [p for p in self.required if self._closest(p, stamp_ns, max_skew_ns) is None]
 
     def latest_stamp(self, part: str) -> Optional[int]:
         with self._lock:

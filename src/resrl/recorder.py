@@ -103,9 +103,10 @@ class EpisodeRecorder:
         self.steps += 1
         self.interventions += int(cmd.intervention)
 
-    def pump(self, offline_buffer=None, force: bool = False) -> bool:
+    def pump(self, offline_buffer=None, force: bool = False, terminal_obs=None) -> bool:
         """Store whatever is complete; returns True once the episode has been written entirely.
-        ``force``: finish with the commands that came (the caller gave the missing one up)."""
+        ``force``: finish with the commands that came (the caller gave the missing one up);
+        ``terminal_obs``: the terminal observation's lookup, if not ``get_obs``."""
         while self.queue:
             cmd = self.queue[0]
             if self._started and self.terminal is None and len(self.queue) < 2:
@@ -129,7 +130,7 @@ class EpisodeRecorder:
         t = self.terminal
         if self.period_ns and not force and self.prev.stamp_ns + self.period_ns < t.stamp_ns:
             return False
-        obs = self.get_obs(t.stamp_ns, self.prev.base_action)
+        obs = (terminal_obs or self.get_obs)(t.stamp_ns, self.prev.base_action)
         if obs is None:
             return False
         self._store_step(self.prev, obs, t.reward, done=not t.truncated, truncated=t.truncated)
@@ -147,14 +148,16 @@ class EpisodeRecorder:
             buffer.add_step(*args, **kwargs)
         buffer.end_episode(self.terminal.success)
 
-    def finish_now(self, offline_buffer=None) -> bool:
+    def finish_now(self, offline_buffer=None, terminal_obs=None) -> bool:
         """Stop waiting for the rest of a labelled episode (its terminal wait ran out, or the next
         episode starts): store it with the commands that came if its terminal observation is there
         (a command lost or late under load must not cost a whole episode -- in manual sessions a
-        takeover the operator just labelled); drop it otherwise. True when stored."""
+        takeover the operator just labelled); drop it otherwise. ``terminal_obs``: a looser lookup
+        for the terminal observation (a key press is stamped between two state samples). True
+        when stored."""
         if self.finished:
             return False
-        if self.terminal is not None and self.pump(offline_buffer, force=True):
+        if self.terminal is not None and self.pump(offline_buffer, force=True, terminal_obs=terminal_obs):
             return True
         self.abort()
         return False

@@ -235,3 +235,28 @@ def test_finish_now_drops_an_episode_without_its_terminal_observation_or_label()
     unlabelled = EpisodeRecorder("train", [online], lambda stamp, base: _obs(stamp, base))
     unlabelled.add_command(_cmd(1))
     assert not unlabelled.finish_now() and unlabelled.finished and not list(online.episodes())
+
+
+def test_a_key_press_between_two_state_samples_finds_its_terminal_observation_in_a_wider_window():
+    """The keyboard stamps a label with its own clock. When the state stream skipped a beat around
+    it (load), no part lies within the loop's skew: the episode waits, and once it stops waiting
+    the label's observation is looked up in a wider window instead of the episode being dropped."""
+    a = ObservationAssembler(["pose", "objects"], max_skew_ns=50)
+    for stamp in (100, 200, 500):            # 300 and 400 never came
+        a.add("pose", stamp, f"p{stamp}")
+        a.add("objects", stamp, f"o{stamp}")
+    assert a.get(330) is None and a.missing(330) == ["pose", "objects"]
+    assert a.get(330, max_skew_ns=250) == {"pose": "p200", "objects": "o200"}   # the nearest wins
+    assert a.missing(330, max_skew_ns=250) == []
+
+    online = ReplayBuffer(SPEC, 100)
+    on_clock = {100: True, 200: True}
+    rec = EpisodeRecorder("train", [online], lambda stamp, base: on_clock.get(stamp) and _obs(stamp, base))
+    for s in (1, 2):
+        rec.add_command(_cmd(s))
+    rec.set_terminal(Terminal(260, success=True, reward=1.0, truncated=False))   # the key press
+    assert not rec.pump()
+    assert rec.finish_now(terminal_obs=lambda stamp, base: _obs(280, base))     # the wider lookup's answer
+    ep = next(online.episodes())
+    assert ep.success and ep.reward[-1] == 1.0
+    np.testing.assert_array_equal(ep.obs["state"][:, 0], [100, 200, 280])

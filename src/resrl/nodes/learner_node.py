@@ -68,6 +68,7 @@ class LearnerNode(Node):
         self.wait_for_nodes = [n for n in cfg.wait_for_nodes.split(",") if n]   # before episode 1
         self.startup_wait_s = cfg.startup_wait_s
         self.terminal_wait_s = cfg.terminal_wait_s
+        self.label_skew_ns = int(cfg.label_skew_ms * 1e6)
         self.terminal_wall = 0.0
         self.model_cfg = self.shared.model
         self.model_cfg.obs_mode = self.obs_mode
@@ -190,7 +191,7 @@ class LearnerNode(Node):
                 self.recorder = EpisodeRecorder(kind, buffers, self._get_obs,
                                                 {"episode_id": int(msg.episode_id), "seed": self.episode["seed"]},
                                                 period_ns=self.period_ns if self.step_grid else None)
-                self.episode.update(id=msg.episode_id, kind=kind, gates=[])
+                self.episode.update(id=msg.episode_id, kind=kind, gates=[], label_source=None)
                 early = [c for c in self.early_commands if c.episode_id == msg.episode_id]
                 self.early_commands = deque(c for c in self.early_commands if c.episode_id > msg.episode_id)
                 for cmd in sorted(early, key=lambda c: c.step):
@@ -201,6 +202,8 @@ class LearnerNode(Node):
                     self.state = "finishing"
             elif msg.event in TERMINAL and self.recorder is not None:
                 success, truncated = TERMINAL[msg.event]
+                if self.recorder.terminal is None:
+                    self.episode["label_source"] = msg.source
                 self.recorder.set_terminal(Terminal(stamp_to_ns(msg.header.stamp), success,
                                                     float(msg.reward), truncated))
                 self.terminal_wall = time.monotonic()
@@ -315,9 +318,10 @@ class LearnerNode(Node):
         observation never completed (a transition with a wrong next observation is worse than
         none). True when stored."""
         episode, terminal = self.episode["id"], rec.terminal
-        missing = self.obs.assembler.missing(terminal.stamp_ns) if terminal is not None else []
+        skew = self.label_skew_ns if self.episode.get("label_source") == EpisodeEvent.SOURCE_KEYBOARD else None
+        missing = self.obs.assembler.missing(terminal.stamp_ns, skew) if terminal is not None else []
         unstored = len(rec.queue)
-        if rec.finish_now(self.offline):
+        if rec.finish_now(self.offline, lambda stamp, base: self.obs.get(stamp, base, max_skew_ns=skew)):
             self.get_logger().warning(f"episode {episode}: stored without its last command ({why})")
             self._episode_done(rec)
             return True

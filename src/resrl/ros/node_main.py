@@ -13,7 +13,8 @@ same way, whatever it is doing:
   event. The stop then runs in this order: a node's ``release_waits`` (a callback waiting on work
   the node drives answers now), no new callbacks (the ones in flight finish), the
   node's ``on_shutdown`` (worker threads join, files close: the ROS context is still valid so a
-  last publish cannot fail), the node is destroyed, the context shut down;
+  last publish cannot fail), the node's publishers, subscriptions, services, clients and timers
+  are destroyed (peers see its endpoints leave at once);
 * a watchdog bounds the whole stop to ``STOP_DEADLINE_S``: a stop that stalls (a callback or a
   thread that never returns) prints every thread's stack, so the stall can be found, and exits.
   Should Python itself be stuck (a thread that holds the GIL), faulthandler's own C thread
@@ -34,7 +35,10 @@ phases and stop, every node's ``on_shutdown`` (the last built first), the contex
 
 The process ends with ``os._exit`` once the stop is done: interpreter teardown (joining the
 executor's pool threads, finalising half-built rclpy objects) adds nothing to what is on disk
-and is where shutdown hangs and stray tracebacks came from.
+and is where shutdown hangs and stray tracebacks came from. So do the rcl node itself and the
+context: ``destroy_node``'s last call, the rcl node's fini, was seen to block holding the GIL (a
+residual node, 2026-12-07, stacks from the C watchdog), and a context shutdown destroys its
+nodes the same way. The process exit releases both.
 
 ``RESRL_ANNOUNCE_PHASES=1`` prints one ``[resrl-phase] <phase>`` line per phase on stderr
 (import, init, construct, spin, stop, exit; nodes may add their own through ``announce``), so
@@ -311,9 +315,8 @@ def run_nodes(node_classes, args=None) -> int:
 
 
 def _stop(nodes, executor, spinner, failure: list) -> None:
-    """No new callbacks, each node's own stop (the last built first), then the nodes and the
-    context go. One node's failing stop does not skip the others'."""
-    import rclpy
+    """No new callbacks, each node's own stop (the last built first), then the nodes' endpoints
+    go. One node's failing stop does not skip the others'."""
     for node in nodes:
         # A callback that waits for work the node itself drives (the bridge's reset service waits
         # for its reset sequence) would hold executor.shutdown() below: let it answer now.
@@ -336,11 +339,21 @@ def _stop(nodes, executor, spinner, failure: list) -> None:
         except Exception:
             failure.append(f"error while stopping {node.get_name()}:\n" + traceback.format_exc())
     for node in reversed(nodes):
-        try:
-            node.destroy_node()
-        except Exception:
-            pass
-    rclpy.try_shutdown()
+        _destroy_entities(node)
+
+
+def _destroy_entities(node) -> None:
+    """What ``destroy_node`` does before it frees the rcl node (see the module docstring): each
+    endpoint and timer of the node goes. A node that already ended its own session has none left."""
+    for entities, destroy in ((node.publishers, node.destroy_publisher),
+                              (node.subscriptions, node.destroy_subscription),
+                              (node.clients, node.destroy_client), (node.services, node.destroy_service),
+                              (node.timers, node.destroy_timer), (node.guards, node.destroy_guard_condition)):
+        for entity in list(entities):
+            try:
+                destroy(entity)
+            except Exception:
+                pass
 
 
 def wall_timer(node, period_s: float, callback):

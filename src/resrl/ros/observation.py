@@ -85,9 +85,11 @@ class ObservationSubscriber:
     def _on_objects(self, msg: TrackedObjects):
         self._add("objects", msg.header.stamp, objects_to_arrays(msg, self.num_objects, self.conf_threshold))
 
-    def get(self, stamp_ns: int, base_action: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
-        """The observation dict for ``stamp_ns`` (None while parts are missing)."""
-        parts = self.assembler.get(stamp_ns)
+    def get(self, stamp_ns: int, base_action: np.ndarray,
+            max_skew_ns: Optional[int] = None) -> Optional[Dict[str, np.ndarray]]:
+        """The observation dict for ``stamp_ns`` (None while parts are missing; ``max_skew_ns``: see
+        ObservationAssembler.get)."""
+        parts = self.assembler.get(stamp_ns, max_skew_ns)
         if parts is None:
             return None
         obs = {"state": pose_stamped_to_state(parts["pose"], parts["gripper"]),
