@@ -141,6 +141,7 @@ def test_a_stop_stuck_below_python_is_ended_by_the_c_watchdog():
         import re
         from resrl.ros import node_main
         stopper = node_main.install_stop_handlers()
+        node_main.C_BACKSTOP_AFTER_S = 0.5
         stopper.arm_watchdog(deadline_s=0.5)
         print("ready", flush=True)
         re.match(r"(a+)+$", "a" * 64 + "b")       # catastrophic backtracking: hours, GIL held

@@ -39,7 +39,7 @@ from resrl.msg import CommandedAction, EpisodeEvent, GateState, Intervention
 from resrl.node_config import KeyboardNodeConfig
 from resrl.ros import qos
 from resrl.ros.convert import pose_stamped_to_state
-from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.node_main import request_stop, run_node, wall_timer
 from resrl.ros.params import declare_dataclass
 from resrl.srv import ResetEpisode
 from resrl.teleop import DEVICES, DeviceMapping, DeviceTeleop, KeyboardTeleop, mapping_from_params
@@ -287,8 +287,7 @@ class KeyboardNode(Node):
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, old)
         if self._stop.is_set():
-            import rclpy
-            rclpy.try_shutdown()   # 'q': the console exits; the graph keeps running
+            request_stop()   # 'q': the console exits; the graph keeps running
 
     def on_shutdown(self):
         self._stop.set()

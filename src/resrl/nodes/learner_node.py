@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import rclpy
 import torch
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -32,7 +31,7 @@ from resrl.msg import CommandedAction, EpisodeEvent, GateState, PolicyWeights
 from resrl.recorder import EpisodeRecorder, Terminal, command
 from resrl.ros import qos
 from resrl.ros.convert import stamp_to_ns
-from resrl.ros.node_main import run_node, wall_timer
+from resrl.ros.node_main import request_stop, run_node, wall_timer
 from resrl.ros.observation import ObservationSubscriber
 from resrl.ros.params import declare_dataclass
 from resrl.node_config import LearnerNodeConfig, SharedConfig, episode_buffers, make_buffers, obs_spec
@@ -464,7 +463,7 @@ class LearnerNode(Node):
             self.get_logger().error(f"plots failed: {exc}")
         self.get_logger().info(f"session finished ({self.plan.finished_reason}); checkpoint {ckpt}")
         self.trainer.stop()
-        rclpy.try_shutdown()
+        request_stop()
 
     def _on_save(self, request, response):
         try:

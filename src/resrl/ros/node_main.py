@@ -18,7 +18,7 @@ same way, whatever it is doing:
 * a watchdog bounds the whole stop to ``STOP_DEADLINE_S``: a stop that stalls (a callback or a
   thread that never returns) prints every thread's stack, so the stall can be found, and exits.
   Should Python itself be stuck (a thread that holds the GIL), faulthandler's own C thread
-  dumps the stacks and exits 1 half a second later. Whatever a node acknowledged is already on
+  dumps the stacks and exits 1 at 8 s, before launch's SIGKILL. Whatever a node acknowledged is already on
   disk then: replay, labels and bag chunks are written and fsynced before they are
   acknowledged, never at exit.
 
@@ -60,6 +60,7 @@ import traceback
 from resrl.deps import MISSING_DEPENDENCY_EXIT, MissingDependency
 
 STOP_DEADLINE_S = 4.0     # the stop contract is 5 s; the rest is margin for process teardown
+C_BACKSTOP_AFTER_S = 4.0  # faulthandler's watchdog: this long after the Python one (exit 1)
 PHASES_ENV = "RESRL_ANNOUNCE_PHASES"
 
 
@@ -162,8 +163,11 @@ class _Stopper:
         with self._arm_lock:
             if self._watchdog is None:
                 # The C-level backstop: runs without the GIL, so it fires where the Python
-                # watchdog below cannot (a thread stuck holding the GIL).
-                faulthandler.dump_traceback_later(deadline_s + 0.5, exit=True)
+                # watchdog below cannot (a thread stuck holding the GIL). Late enough never to
+                # pre-empt a Python watchdog that is still dumping on a loaded box (at +0.5 s it
+                # did, turning a slow stop into exit 1), early enough to beat launch's SIGKILL
+                # (SIGTERM 5 s after the SIGINT, SIGKILL 5 s later).
+                faulthandler.dump_traceback_later(deadline_s + C_BACKSTOP_AFTER_S, exit=True)
                 self._watchdog = threading.Thread(target=self._watch, args=(deadline_s,), name="stop_watchdog",
                                                   daemon=True)
                 self._watchdog.start()
@@ -189,6 +193,19 @@ def install_stop_handlers() -> _Stopper:
         signal.signal(signal.SIGTERM, _stopper.handle)
         faulthandler.register(signal.SIGUSR1, all_threads=True)   # `kill -USR1 <pid>`: where is it?
     return _stopper
+
+
+def request_stop() -> None:
+    """A node ends its own session (the learner's plan is done, the console's 'q'): the process
+    stops as a signal stops it, from the main thread. ``rclpy.try_shutdown()`` would destroy the
+    nodes from the caller's thread, the call that was seen to block holding the GIL (module
+    docstring). A node built outside ``run_nodes`` (a test) shuts its context down instead."""
+    if _stopper is None:
+        import rclpy
+        rclpy.try_shutdown()
+        return
+    _stopper.event.set()
+    _stopper.arm_watchdog()
 
 
 def _exit(code: int) -> None:
@@ -297,7 +314,8 @@ def run_nodes(node_classes, args=None) -> int:
         executor = MultiThreadedExecutor(num_threads=sum(executor_threads(cls) for cls in node_classes))
         for node in nodes:
             executor.add_node(node)
-        # A node that ends its own session (rclpy.try_shutdown()) stops the process too.
+        # A node that ends its own session (request_stop(), or rclpy.try_shutdown()) stops the
+        # process too.
         nodes[0].context.on_shutdown(stopper.event.set)
         spinner = threading.Thread(target=_spin, args=(executor, stopper, failure), name="spin", daemon=True)
         spinner.start()
