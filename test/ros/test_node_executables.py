@@ -25,6 +25,18 @@ def observer():
         yield node
 
 
+def test_every_executable_installs_the_stop_handlers_before_its_imports():
+    """A SIGINT during the imports must exit at once. A wrapper that imports its node module first
+    leaves Python's KeyboardInterrupt to the imports, and an import that swallows it (a bare except
+    somewhere under torch) loses the stop: a respawned reward classifier ignored launch's SIGINT for
+    20 s in a full run, until SIGTERM."""
+    scripts = Path(__file__).resolve().parents[2] / "scripts" / "nodes"
+    for script in sorted(scripts.iterdir()):
+        code = [line for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        assert code[:2] == ["import sys", "from resrl.ros.node_main import launch"], f"{script.name}: {code}"
+        assert len(code) == 3 and code[2].startswith('sys.exit(launch("resrl.'), f"{script.name}: {code}"
+
+
 def test_every_graph_executable_is_installed():
     lib = install_prefix() / "lib" / "resrl"
     assert set(NODE_EXECUTABLES) | set(OPTIONAL_EXECUTABLES) == set(DEFAULT_NODE_NAMES)
