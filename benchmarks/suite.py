@@ -94,6 +94,10 @@ for _suffix, _vgm in (("executed-gate", {"greedy_input": "executed"}), ("value-b
 TAKEOVER = {"after_steps": 10, "within_mm": 10.0}
 for _arm in ("static-1", "vgm", "vgm-escape-amplify", "vgm-executed-gate", "vgm-escape-amplify-executed-gate"):
     ARMS[f"{_arm}-takeover"] = {**copy.deepcopy(ARMS[_arm]), "takeover": dict(TAKEOVER)}
+# Train on what is evaluated: every 3rd train episode runs the deterministic policy that the frozen
+# blocks deploy (ResidualNodeConfig.noise_free_every), so the critic also sees that policy stall.
+for _arm in ("static-1", "vgm", "vgm-escape-amplify"):
+    ARMS[f"{_arm}-noise-free3"] = {**copy.deepcopy(ARMS[_arm]), "noise_free_every": 3}
 # Warm-up-only: these arms share weights and lambda with static-1 at evaluation (a schedule
 # always applies the residual at its scale when evaluating; TD3 differs only online).
 SAME_AS_STATIC1_AT_WARMUP = ("policy-decorator", "resfit")
@@ -143,6 +147,8 @@ def _cfg(task: str, arm: str, seed: int, **extra):
     for section in ("vgm", "learner", "algo", "schedule", "session", "takeover"):
         kw[section] = {**BASE_OVERRIDES.get(section, {}), **variant.get(section, {}),
                        **spec.pop(section, {}), **extra.pop(section, {})}
+    if "noise_free_every" in spec:
+        kw["noise_free_every"] = spec.pop("noise_free_every")
     assert not spec, spec
     return InProcessConfig(**kw, **extra)
 

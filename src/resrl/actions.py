@@ -44,3 +44,12 @@ def explore(a_res: np.ndarray, xi: np.ndarray, std: float, clip: float, rng: np.
     """Training-episode residual: a_res + clip(N(0, std), -clip, clip) * xi, kept within +-xi."""
     noise = np.clip(rng.normal(0.0, std, a_res.shape), -clip, clip)
     return np.clip(a_res + noise * xi, -xi, xi).astype(np.float32)
+
+
+def explores(kind: str, episode_id: int, noise_free_every: int) -> bool:
+    """Whether an episode's residual gets exploration noise: train episodes only, except every
+    ``noise_free_every``-th one (0: none), which runs the deterministic policy that evaluation
+    deploys, so the replay (and the critic the gates read) also holds that policy's outcomes."""
+    if kind != "train":
+        return False
+    return not (noise_free_every > 0 and episode_id % noise_free_every == 0)

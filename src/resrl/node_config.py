@@ -65,6 +65,9 @@ class ArbiterNodeConfig:
 class ResidualNodeConfig:
     exploration_noise: float = 0.2        # Gaussian std as a fraction of xi, training episodes only
     exploration_noise_clip: float = 0.5
+    # Every N-th train episode (by episode id) without noise: the deterministic policy that
+    # evaluation deploys, stored and trained on like any train episode (0: every one explores).
+    noise_free_every: int = 0
     chunks: ChunkConfig = field(default_factory=ChunkConfig)
 
 

@@ -114,3 +114,21 @@ def test_takeover_settings_are_checked():
     for bad in ({"after_steps": -1}, {"within_mm": 0.0}, {"after_step": 3}):
         with pytest.raises(ConfigError):
             InProcessSession(InProcessConfig(takeover=bad, **TINY), log=lambda line: None)
+
+
+def test_every_nth_train_episode_runs_the_deterministic_policy():
+    from resrl.actions import explores
+    assert [explores("train", i, 3) for i in range(6)] == [False, True, True, False, True, True]
+    assert all(explores("train", i, 0) for i in range(4))
+    assert not any(explores(kind, i, 0) for kind in ("eval", "demo") for i in range(4))
+    s = InProcessSession(InProcessConfig(mode="static", seed=4, noise_free_every=2, **TINY), log=lambda line: None)
+    s.run()
+    noisy_calls = {}
+    real = s._residual
+    s._residual = lambda obs, explore: (noisy_calls.setdefault(len(s.plan.records), set()).add(explore),
+                                        real(obs, explore))[1]
+    for kind in ("train", "train", "eval", "train"):
+        s.plan.record(s.run_episode(kind, 77))
+    first = len(s.plan.records) - 4
+    assert noisy_calls == {first: {first % 2 == 1}, first + 1: {first % 2 == 0}, first + 2: {False},
+                           first + 3: {first % 2 == 0}}

@@ -1,8 +1,8 @@
 """Residual policy node: a_res_t from the observation and the VLA intent, one per control step.
 
 Hot-swaps residual weights pushed by the learner (PolicyWeights, latched) without a restart.
-Training episodes add clipped Gaussian exploration noise (TD3 style); evaluation episodes
-(EpisodeEvent START with note "eval") are deterministic.
+Training episodes add clipped Gaussian exploration noise (TD3 style), except every
+``noise_free_every``-th; evaluation episodes (EpisodeEvent START with note "eval") are deterministic.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from resrl import topics
 from resrl.control import session_seeds
 from resrl.msg import EpisodeEvent, PolicyWeights, ResidualAction
 from resrl.node_config import ResidualNodeConfig, SharedConfig
-from resrl.actions import explore
+from resrl.actions import explore, explores
 from resrl.policy_runtime import PolicyRuntime, WeightsError
 from resrl.ros import qos
 from resrl.ros.chunks import ChunkSubscriber
@@ -59,7 +59,8 @@ class ResidualPolicyNode(Node):
         with self.lock:
             if msg.event == EpisodeEvent.START and msg.episode_id != self.episode_id:
                 self.episode_id = msg.episode_id
-                self.explore = msg.note not in ("eval", "demo")
+                kind = msg.note if msg.note in ("eval", "demo") else "train"
+                self.explore = explores(kind, msg.episode_id, self.cfg.noise_free_every)
                 self.chunks.start_episode(msg.episode_id)
         self._try()
 

@@ -41,7 +41,7 @@ from resrl.control import ControlStep, session_seeds
 from resrl.models import build_critic, build_residual
 from resrl.node_config import REPO, episode_buffers, learner_overrides, load_graph, make_buffers, obs_spec
 from resrl.perception.pose_tracking import SimulatedTrackers
-from resrl.actions import explore as explore_residual
+from resrl.actions import explore as explore_residual, explores
 from resrl.policy_runtime import gate_inputs, to_batch
 from resrl.recorder import EpisodeRecorder, Terminal, command
 from resrl.session import EpisodeRecord, SessionPlan, SessionStore
@@ -107,6 +107,7 @@ class InProcessConfig:
     # Fraction of xi, train episodes; None: the residual node's value in the graph YAML.
     exploration_noise: Optional[float] = None
     exploration_noise_clip: Optional[float] = None
+    noise_free_every: Optional[int] = None   # None: the residual node's value in the graph YAML
     run_dir: Optional[str] = None            # replay + session state on disk; the same run_dir resumes
     # Peer-arm lambda schedule (resrl.arbiter.schedules: Policy Decorator's progressive schedule,
     # ResFiT's constant scale), run in static mode; {}: none. Benchmark arms only (benchmarks/suite.py).
@@ -182,6 +183,8 @@ class InProcessSession:
         self.noise = (graph.residual.exploration_noise if cfg.exploration_noise is None else cfg.exploration_noise,
                       graph.residual.exploration_noise_clip if cfg.exploration_noise_clip is None
                       else cfg.exploration_noise_clip)
+        self.noise_free_every = (graph.residual.noise_free_every if cfg.noise_free_every is None
+                                 else cfg.noise_free_every)
         self.store = SessionStore(cfg.run_dir) if cfg.run_dir else None
         self.resume_path = Path(cfg.run_dir) / "checkpoints" / "resume.pt" if cfg.run_dir else None
         self.resumed = False
@@ -274,6 +277,7 @@ class InProcessSession:
         self.gate_trace = []
         max_dlambda = max_jump = 0.0
         stall = StallWatch(self.takeover if kind == "train" else TakeoverConfig())
+        noisy = explores(kind, len(self.plan.records), self.noise_free_every)
         takeover_steps = 0
         for t in range(self.env.max_episode_steps):
             human = None
@@ -282,7 +286,7 @@ class InProcessSession:
                 takeover_steps += int(kind != "demo")
             a_res = a_res_policy = None
             if self.control.needs_residual(a_vla, human):
-                a_res, a_res_policy = self._residual(obs, explore=kind == "train")
+                a_res, a_res_policy = self._residual(obs, explore=noisy)
             if self.schedule is not None:   # the peer schedule sets the static lambda of this step
                 self.control.vgm.lambda_static = self.schedule.lambda_for(self.plan.train_steps + t, kind == "train")
             d = self.control.decide(obs["state"], obs, a_vla, a_res, human, a_res_policy=a_res_policy)
