@@ -1,6 +1,7 @@
 """Control-loop latency through the running node graph (real-time mode); prints one JSON object.
 
     python benchmarks/bench_latency.py [--rate 30] [--seconds 40] [--obs-mode object|image|both] [--compose [NODES]]
+        [--executor multi_threaded|single_threaded|events]
 
 Starts the sim_vgm graph with the sim robot on a wall-clock timer (``lockstep: false``) at
 ``--rate`` Hz, no demos (the residual runs from its zero-initialised weights: the cost of a
@@ -9,12 +10,14 @@ message of one control step carries the observation's stamp, so per step we take
 timestamp (the publisher's clock at publish time, same host) of
 
     obs      the EE pose of step t (what every node waits for)            /franka_robot_state_broadcaster/current_pose
+    gt       the sim's object poses of step t (the tracker's input)       /sim/object_poses_gt
+    poses    the tracked object poses of step t                           /resrl/object_poses
     color    the camera frame of step t                                   /camera/camera/color/image_raw
     depth    the model-resolution RGB + relative depth of step t (image)  /resrl/obs/depth_relative
     residual the residual action of step t                                /resrl/residual
     command  the arbiter's CommandedAction of step t                      /resrl/command
 
-and reports p50/p99 of: depth node (depth - color), residual node (residual - max(obs, depth)),
+and reports p50/p99 of: pose tracker (poses - gt), depth node (depth - color), residual node (residual - max(obs, depth)),
 arbiter (command - max(obs, residual)) and end to end (command - obs). Source timestamps keep this
 observer's own queueing out of the numbers. The learner runs beside the graph in object mode
 (it competes for the 2 cores, as in a session); in image mode it is disabled (image learning is
@@ -55,13 +58,13 @@ def _percentiles(values) -> dict:
 
 
 def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, train: bool = True,
-                  compose: str = "", train_nice: int = 0, train_cpus: str = "") -> dict:
+                  compose: str = "", train_nice: int = 0, train_cpus: str = "", executor: str = "multi_threaded") -> dict:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import Image
 
     from resrl import topics
-    from resrl.msg import CommandedAction, ResidualAction
+    from resrl.msg import CommandedAction, ResidualAction, TrackedObjects
     from resrl.ros import qos
     from resrl.ros.convert import stamp_to_ns
     from resrl.ros.spin_thread import SpinThread
@@ -77,7 +80,8 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     extra = tmp / "latency_params.yaml"
     extra.write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "resrl.launch_runner", "sim_vgm", f"obs_mode:={obs_mode}",
-           f"run_dir:={tmp / 'run'}", f"extra_params:={extra}", f"compose:={compose}"]
+           f"run_dir:={tmp / 'run'}", f"extra_params:={extra}", f"compose:={compose}",
+           f"executor:={executor}"]
     log = open(tmp / "graph.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
@@ -94,6 +98,8 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
 
     sensor = qos.RELIABLE_SENSOR   # sim_vgm.yaml: reliable sensors
     node.create_subscription(PoseStamped, topics.EE_POSE, mark("obs"), sensor)
+    node.create_subscription(TrackedObjects, topics.OBJECT_POSES_GT, mark("gt"), sensor)
+    node.create_subscription(TrackedObjects, topics.OBJECT_POSES, mark("poses"), sensor)
     node.create_subscription(Image, topics.COLOR_IMAGE, mark("color"), sensor)
     node.create_subscription(Image, topics.OBS_DEPTH, mark("depth"), sensor)
     node.create_subscription(ResidualAction, topics.RESIDUAL, mark("residual"), qos.CONTROL)
@@ -130,6 +136,10 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
         if obs is None or cmd_t is None:
             continue
         ready = obs
+        if "gt" in parts and "poses" in parts:
+            per["pose_tracker_node"].append(parts["poses"] - parts["gt"])
+        if obs_mode == "object":
+            ready = max(obs, parts.get("poses", obs))
         if obs_mode == "image":
             if "depth" in parts and "color" in parts:
                 per["depth_node"].append(parts["depth"] - parts["color"])
@@ -139,7 +149,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
             per["arbiter_node"].append(cmd_t - max(ready, parts["residual"]))
         per["end_to_end"].append(cmd_t - obs)
     complete = sum(1 for p in steps.values() if "obs" in p and "command" in p)
-    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose,
+    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose, "executor": executor,
             "train_nice": train_nice, "train_cpus": train_cpus, "steps_observed": len(steps),
             "steps_with_command": complete, "expected_steps": int(rate * seconds),
             **{k: _percentiles(v) for k, v in per.items()}, "graph_log": str(tmp / "graph.log")}
@@ -189,11 +199,13 @@ def main(argv=None) -> int:
     ap.add_argument("--train-nice", type=int, default=0,
                     help="the learner's training thread's nice value (parameter train_nice; 0: as the other threads)")
     ap.add_argument("--train-cpus", default="", help="CPUs the training thread may run on (parameter train_cpus)")
+    ap.add_argument("--executor", default="multi_threaded", choices=("multi_threaded", "single_threaded", "events"),
+                    help="every node process's rclpy executor (launch argument executor:=)")
     args = ap.parse_args(argv)
     out = {"cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
     modes = ("object", "image") if args.obs_mode == "both" else (args.obs_mode,)
     out["graph"] = [graph_latency(m, args.rate, args.seconds, args.domain_id + i, not args.no_training, args.compose,
-                                  args.train_nice, args.train_cpus)
+                                  args.train_nice, args.train_cpus, args.executor)
                     for i, m in enumerate(modes)]
     out["learner_training"] = not args.no_training
     if args.depth_anything:

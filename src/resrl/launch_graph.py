@@ -31,6 +31,8 @@ class NodeSpec:
     respawn: bool = False
     # A resrl_container spec (compose:=...): the nodes it hosts in its one process.
     members: List["NodeSpec"] = field(default_factory=list)
+    # The process's executor (executor:=...; resrl.ros.node_main.EXECUTORS); "": the default.
+    executor: str = ""
 
 
 @dataclass
@@ -64,6 +66,9 @@ CONTAINER_EXECUTABLE = "resrl_container"
 COMPOSE_ARG = LaunchArg("compose", "", "nodes hosted in one resrl_container process, by launch name, comma "
                         "separated (e.g. camera_depth,pose_tracker,residual_policy,vgm_arbiter); "
                         "empty = one process per node")
+EXECUTOR_ARG = LaunchArg("executor", "multi_threaded", "every process's rclpy executor: multi_threaded | "
+                         "single_threaded | events (rclpy.experimental.EventsExecutor); a node that needs "
+                         "callbacks in parallel (the robot bridge) keeps multi_threaded")
 
 
 def component_name(executable: str) -> str:
@@ -114,6 +119,7 @@ SIM_ARGS = [
     LaunchArg("extra_params", "", "absolute path of a parameter YAML loaded after config/sim_vgm.yaml "
               "(benchmarks: ablations, session budgets)"),
     COMPOSE_ARG,
+    EXECUTOR_ARG,
 ]
 
 
@@ -123,7 +129,7 @@ def _truthy(value) -> bool:
 
 def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_dir="runs/latest",
               session="auto", keyboard="false", use_rviz="false", extra_params="", console="terminal",
-              compose="") -> List[NodeSpec]:
+              compose="", executor="") -> List[NodeSpec]:
     """The seven resrl nodes plus the simulated Franka, on simulated time."""
     common = ["config/sim_vgm.yaml"]   # the task itself: config/tasks/<task>.yaml via resrl.sim.load_task_config
     if extra_params:
@@ -144,12 +150,17 @@ def sim_graph(task="pick_place", mode="vgm", obs_mode="object", seed="0", run_di
     ]
     if _truthy(keyboard) or session == "manual":
         specs.append(NodeSpec("keyboard_node", "keyboard", common, dict(shared), console=True))
-    return composed(_respawning(specs), compose)
+    return _hosted(specs, compose, executor)
 
 
-def _respawning(specs: List[NodeSpec]) -> List[NodeSpec]:
+def _hosted(specs: List[NodeSpec], compose: str, executor: str) -> List[NodeSpec]:
+    """Every node but the learner respawns; the ``compose`` group shares one process; every
+    process spins ``executor``."""
     for spec in specs:
         spec.respawn = spec.executable != "learner_node"
+    specs = composed(specs, compose)
+    for spec in specs:
+        spec.executor = "" if executor == EXECUTOR_ARG.default else executor
     return specs
 
 
@@ -174,6 +185,7 @@ def _real_args(robot: str) -> List[LaunchArg]:
         LaunchArg("classifier", "", "success classifier model (python -m resrl.reward_classifier): a second reward "
                   "source next to the keys; empty = keys only"),
         COMPOSE_ARG,
+        EXECUTOR_ARG,
     ]
     if robot == "ur":
         args.insert(2, LaunchArg("ur_type", "ur5e", "UR model for the driver (start_driver:=true)"))
@@ -191,7 +203,7 @@ ROBOT_STATE_REMAPS = [(topics.EE_POSE, topics.ROBOT_EE_POSE), (topics.GRIPPER_ST
 
 def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", vla_host="127.0.0.1",
                vla_port="8000", checkpoint="", mode="vgm", obs_mode="object", run_dir="runs/latest",
-               session="manual", extra_params="", classifier="", compose="", sim_cell="false",
+               session="manual", extra_params="", classifier="", compose="", sim_cell="false", executor="",
                **_driver_args) -> List[NodeSpec]:
     """The robot bridge + the resrl nodes on wall-clock time (driver, camera and VLA server run
     outside: docs/robots.md; or, with ``sim_cell``, the simulated cell). ``_driver_args``
@@ -218,7 +230,7 @@ def real_graph(robot: str, task="pick_place", prompt="", vla_backend="openpi", v
                               {**shared, "classifier.model_path": classifier}, remaps))
     if _truthy(sim_cell):
         specs = _on_sim_cell(robot, specs, common, task, obs_mode)
-    return composed(_respawning(specs), compose)
+    return _hosted(specs, compose, executor)
 
 
 def _on_sim_cell(robot: str, specs: List[NodeSpec], common: List[str], task: str, obs_mode: str) -> List[NodeSpec]:

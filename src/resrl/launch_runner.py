@@ -74,6 +74,7 @@ def command_args(spec: NodeSpec, share: Path) -> List[str]:
     (resrl.ros.container): every argument of a process reaches all of its nodes."""
     members = spec.members or [spec]
     args = ["--nodes", ",".join(component_name(m.executable) for m in members)] if spec.members else []
+    args += ["--executor", spec.executor] if spec.executor else []
     args.append("--ros-args")
     if not spec.members:
         args += ["-r", f"__node:={spec.name}"]

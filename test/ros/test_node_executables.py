@@ -70,3 +70,14 @@ def test_node_starts_and_stops_on_sigint(observer, exe):
                 proc.communicate()
         assert proc.returncode == 0, f"{exe} exit code {proc.returncode} after SIGINT:\n{out}"
         assert "Traceback" not in out, out
+
+
+def test_an_unknown_executor_stops_the_node_with_one_line_and_exit_78():
+    from resrl.deps import MISSING_DEPENDENCY_EXIT
+    cmd = [str(install_prefix() / "lib" / "resrl" / "residual_policy_node"), "--executor", "fastest", "--ros-args",
+           "--params-file", str(install_prefix() / "share" / "resrl" / "config" / "sim_vgm.yaml")]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == MISSING_DEPENDENCY_EXIT, proc.stdout
+    assert "--executor 'fastest': one of multi_threaded, single_threaded, events" in proc.stdout
+    assert "Traceback" not in proc.stdout

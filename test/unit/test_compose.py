@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from resrl import topics
-from resrl.launch_graph import (CONTAINER_EXECUTABLE, DEFAULT_NODE_NAMES, GRAPHS, composed, default_args,
-                                franka_graph, sim_graph)
+from resrl.launch_graph import CONTAINER_EXECUTABLE, DEFAULT_NODE_NAMES, GRAPHS, default_args, franka_graph, sim_graph
 from resrl.launch_runner import command_args
 from resrl.ros.container import COMPONENTS, parse_components
 
@@ -125,3 +124,39 @@ def test_every_node_module_defines_one_node_class_with_the_default_name_in_the_t
     classes = _node_classes(ROOT / "src" / "resrl" / "nodes" / f"{executable}.py")
     assert len(classes) == 1, classes
     assert classes[0][1] == [DEFAULT_NODE_NAMES[executable]], classes
+
+
+def test_executor_is_a_launch_argument_that_reaches_every_process_command_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "sim_vgm.yaml").write_text("{}")
+    for graph in GRAPHS:
+        assert default_args(graph)["executor"] == "multi_threaded"
+        assert not any(s.executor for s in GRAPHS[graph][0](**default_args(graph)))   # the default: no flag
+    specs = sim_graph(compose="pose_tracker,residual_policy", executor="events")
+    assert {s.executor for s in specs} == {"events"}
+    for spec in specs:
+        args = command_args(spec, tmp_path)
+        own = args[:args.index("--ros-args")]
+        assert _flag_values(own, "--executor") == ["events"], (spec.name, args)
+    container = _container(specs)
+    assert parse_components(command_args(container, tmp_path)) == ["pose_tracker", "residual_policy"]
+
+
+def test_executor_kind_parses_checks_and_keeps_parallel_nodes_multi_threaded(capsys):
+    from resrl.ros.node_main import EXECUTORS, executor_kind
+
+    class Plain:
+        pass
+
+    class Parallel:
+        parallel_callbacks = True
+
+    assert executor_kind(["--ros-args", "--executor", "events"]) == EXECUTORS[0]   # ROS args are not ours
+    assert executor_kind(["--executor", "events", "--ros-args", "-r", "a:=b"], [Plain]) == "events"
+    assert executor_kind(["--nodes", "x", "--executor=single_threaded"], [Plain]) == "single_threaded"
+    with pytest.raises(ValueError, match="one of multi_threaded, single_threaded, events"):
+        executor_kind(["--executor", "fast"])
+    with pytest.raises(ValueError):
+        executor_kind(["--executor"])
+    assert executor_kind(["--executor", "events"], [Plain, Parallel]) == "multi_threaded"
+    assert "Parallel needs callbacks in parallel" in capsys.readouterr().err

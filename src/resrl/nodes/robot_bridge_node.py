@@ -280,6 +280,7 @@ class URDriver:
 
 
 class RobotBridgeNode(Node):
+    parallel_callbacks = True   # the reset service waits for the reset sequence other callbacks drive
     executor_threads = 4   # driver state, commands, action/service responses and the control timer at once
 
     def __init__(self):

@@ -44,7 +44,8 @@ def _exit_handler(spec, node):
     def on_exit(event, context):
         if event.returncode == MISSING_DEPENDENCY_EXIT:
             who = spec.name + (f" ({', '.join(m.name for m in spec.members)})" if spec.members else "")
-            why = f"{who} cannot run: a ROS package it needs is missing (its one-line message above)"
+            why = (f"{who} cannot run as configured: a ROS package it needs is missing, or a bad "
+                   "--executor (its one-line message above)")
             return [LogInfo(msg=f"resrl: {why}; stopping the graph"), Shutdown(reason=why)]
         if spec.ends_session:
             return [Shutdown(reason=f"{spec.name} exited (code {event.returncode}): session over")]
@@ -74,6 +75,7 @@ def graph_actions(graph: str) -> list:
             else:
                 overrides = overrides_file(spec.name, [spec])
                 node = Node(package="resrl", executable=spec.executable, name=spec.name, output="screen",
+                            arguments=["--executor", spec.executor] if spec.executor else [],
                             parameters=[os.path.join(share, p) for p in spec.params] + ([overrides] if overrides else []),
                             remappings=spec.remappings, sigterm_timeout=STOP_GRACE_S,
                             respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S)

@@ -264,10 +264,52 @@ def _context_ok() -> bool:
 
 
 DEFAULT_EXECUTOR_THREADS = 2   # a node class needing more says so: ``executor_threads = 4``
+# The executor a process spins (``--executor KIND`` before ``--ros-args``; launch argument
+# ``executor:=``): rclpy's MultiThreadedExecutor with the nodes' threads (the default), its
+# SingleThreadedExecutor, or the C++ EventsExecutor (rclpy.experimental; one thread, no wait set
+# rebuilt per callback). A process hosting a node that needs callbacks in parallel
+# (``parallel_callbacks = True``: the robot bridge waits inside a service callback for the reset
+# sequence its other callbacks drive) keeps the multi-threaded one, and says so.
+EXECUTORS = ("multi_threaded", "single_threaded", "events")
 
 
 def executor_threads(node_cls) -> int:
     return int(getattr(node_cls, "executor_threads", DEFAULT_EXECUTOR_THREADS))
+
+
+def executor_kind(argv, node_classes=()) -> str:
+    """The executor for a process hosting ``node_classes``, from the ``--executor`` of its command
+    line (the part before ``--ros-args``); raises ValueError for an unknown kind."""
+    own = list(argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv)
+    kind = EXECUTORS[0]
+    for i, arg in enumerate(own):
+        if arg == "--executor" or arg.startswith("--executor="):
+            kind = arg.split("=", 1)[1] if "=" in arg else (own[i + 1] if i + 1 < len(own) else "")
+    if kind not in EXECUTORS:
+        raise ValueError(f"--executor {kind!r}: one of {', '.join(EXECUTORS)}")
+    if kind == "events":
+        try:
+            getattr(importlib.import_module("rclpy.experimental"), "EventsExecutor")
+        except (ImportError, AttributeError):
+            raise ValueError("--executor events: this rclpy has no rclpy.experimental.EventsExecutor (ROS 2 "
+                             "Jazzy and newer have it); use single_threaded") from None
+    parallel = [cls.__name__ for cls in node_classes if getattr(cls, "parallel_callbacks", False)]
+    if parallel and kind != EXECUTORS[0]:
+        print(f"[node_main] {', '.join(parallel)} needs callbacks in parallel: {EXECUTORS[0]} executor, "
+              f"not {kind}", file=sys.stderr)
+        kind = EXECUTORS[0]
+    return kind
+
+
+def make_executor(kind: str, node_classes):
+    """The executor of one process (``kind`` from :func:`executor_kind`) for these node classes."""
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    if kind == "multi_threaded":
+        return MultiThreadedExecutor(num_threads=sum(executor_threads(cls) for cls in node_classes))
+    if kind == "single_threaded":
+        return SingleThreadedExecutor()
+    from rclpy.experimental import EventsExecutor
+    return EventsExecutor()
 
 
 def run_node(node_cls, args=None) -> int:
@@ -282,8 +324,13 @@ def run_nodes(node_classes, args=None) -> int:
     built stops the process the way a single node's process stops: the nodes built before it run
     their ``on_shutdown``, the one line or traceback is printed, the exit code is its."""
     stopper = install_stop_handlers()
+    argv = list(args if args is not None else sys.argv)
+    try:   # a bad --executor stops the process before anything is built
+        kind = executor_kind(argv[1:], node_classes)
+    except ValueError as exc:
+        print(f"[node_main] {exc}", file=sys.stderr)
+        _exit(MISSING_DEPENDENCY_EXIT)   # EX_CONFIG: the launch stops the graph, no respawn loop
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
     nodes: list = []
     executor = spinner = None
@@ -311,7 +358,9 @@ def run_nodes(node_classes, args=None) -> int:
         if not stopper.requested():
             failure.append(traceback.format_exc())
     if nodes and len(nodes) == len(node_classes) and not stopper.requested() and not failure:
-        executor = MultiThreadedExecutor(num_threads=sum(executor_threads(cls) for cls in node_classes))
+        executor = make_executor(kind, node_classes)
+        if kind != EXECUTORS[0]:
+            print(f"[node_main] executor: {kind}", file=sys.stderr, flush=True)
         for node in nodes:
             executor.add_node(node)
         # A node that ends its own session (request_stop(), or rclpy.try_shutdown()) stops the
