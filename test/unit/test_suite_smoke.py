@@ -66,3 +66,14 @@ def test_demo_starved_variant_and_arms_added_to_a_stored_warmup(tmp_path, suite)
     assert stored["static1_recheck"] == [{"successes": first["arms"]["static-1"]["successes"], "same_episodes": True}]
     assert stored["added"][0]["command"] == "second" and stored["added"][0]["arms"] == ["static-1.5", "vgm-amplify"]
     assert all(e["mean_lambda"] == 1.5 for e in stored["arms"]["static-1.5"]["episodes"])
+
+
+def test_configure_applies_the_arms_exploration_schedule(suite):
+    """A paired arm runs on a copy of the shared warm-up: what the arm sets must reach that copy."""
+    from resrl.sim.inprocess import InProcessSession
+    sess = InProcessSession(suite._cfg("pick_place", "static-1", 0), log=lambda _: None)
+    assert sess.noise_free_every == 0
+    suite._configure(sess, "pick_place", "vgm-escape-amplify-noise-free3", 0)
+    assert sess.noise_free_every == 3 and sess.cfg.mode == "vgm"
+    suite._configure(sess, "pick_place", "static-1", 0)
+    assert sess.noise_free_every == 0 and sess.cfg.mode == "static"
