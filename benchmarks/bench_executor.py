@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-KINDS = ("multi_threaded", "single_threaded", "events")
+KINDS = ("multi_threaded", "single_threaded", "events")   # resrl.ros.node_main.EXECUTORS, old default first
 
 
 def _topic(i: int) -> str:

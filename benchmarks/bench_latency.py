@@ -1,7 +1,7 @@
 """Control-loop latency through the running node graph (real-time mode); prints one JSON object.
 
     python benchmarks/bench_latency.py [--rate 30] [--seconds 40] [--obs-mode object|image|both] [--compose [NODES]]
-        [--executor multi_threaded|single_threaded|events]
+        [--executor events|single_threaded|multi_threaded]
 
 Starts the sim_vgm graph with the sim robot on a wall-clock timer (``lockstep: false``) at
 ``--rate`` Hz, no demos (the residual runs from its zero-initialised weights: the cost of a
@@ -58,7 +58,7 @@ def _percentiles(values) -> dict:
 
 
 def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, train: bool = True,
-                  compose: str = "", train_nice: int = 0, train_cpus: str = "", executor: str = "multi_threaded") -> dict:
+                  compose: str = "", train_nice: int = 0, train_cpus: str = "", node_executor: str = "events") -> dict:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import Image
@@ -81,7 +81,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     extra.write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "resrl.launch_runner", "sim_vgm", f"obs_mode:={obs_mode}",
            f"run_dir:={tmp / 'run'}", f"extra_params:={extra}", f"compose:={compose}",
-           f"executor:={executor}"]
+           f"executor:={node_executor}"]
     log = open(tmp / "graph.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
@@ -149,7 +149,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
             per["arbiter_node"].append(cmd_t - max(ready, parts["residual"]))
         per["end_to_end"].append(cmd_t - obs)
     complete = sum(1 for p in steps.values() if "obs" in p and "command" in p)
-    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose, "executor": executor,
+    return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose, "executor": node_executor,
             "train_nice": train_nice, "train_cpus": train_cpus, "steps_observed": len(steps),
             "steps_with_command": complete, "expected_steps": int(rate * seconds),
             **{k: _percentiles(v) for k, v in per.items()}, "graph_log": str(tmp / "graph.log")}
@@ -199,8 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-nice", type=int, default=0,
                     help="the learner's training thread's nice value (parameter train_nice; 0: as the other threads)")
     ap.add_argument("--train-cpus", default="", help="CPUs the training thread may run on (parameter train_cpus)")
-    ap.add_argument("--executor", default="multi_threaded", choices=("multi_threaded", "single_threaded", "events"),
-                    help="every node process's rclpy executor (launch argument executor:=)")
+    ap.add_argument("--executor", default="events", choices=("events", "single_threaded", "multi_threaded"),
+                    help="every node process's rclpy executor (launch argument executor:=; default: the graph's)")
     args = ap.parse_args(argv)
     out = {"cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
     modes = ("object", "image") if args.obs_mode == "both" else (args.obs_mode,)

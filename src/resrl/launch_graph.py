@@ -66,9 +66,9 @@ CONTAINER_EXECUTABLE = "resrl_container"
 COMPOSE_ARG = LaunchArg("compose", "", "nodes hosted in one resrl_container process, by launch name, comma "
                         "separated (e.g. camera_depth,pose_tracker,residual_policy,vgm_arbiter); "
                         "empty = one process per node")
-EXECUTOR_ARG = LaunchArg("executor", "multi_threaded", "every process's rclpy executor: multi_threaded | "
-                         "single_threaded | events (rclpy.experimental.EventsExecutor); a node that needs "
-                         "callbacks in parallel (the robot bridge) keeps multi_threaded")
+EXECUTOR_ARG = LaunchArg("executor", "events", "every process's rclpy executor: events (rclpy.experimental."
+                         "EventsExecutor; single_threaded where rclpy has none) | single_threaded | multi_threaded; "
+                         "a node that needs callbacks in parallel (the robot bridge) runs multi_threaded")
 
 
 def component_name(executable: str) -> str:

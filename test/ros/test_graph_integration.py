@@ -171,16 +171,17 @@ def test_image_mode_session_through_the_node_graph(tmp_path):
 @pytest.mark.timeout(700)
 def test_base_only_session_with_a_lerobot_base_runs_to_its_budget(tmp_path):
     """mode:=base_only (Table I's frozen-VLA arm) with ``vla.backend: lerobot``, every node on the
-    EventsExecutor: a LeRobot ACT
+    MultiThreadedExecutor: a LeRobot ACT
     checkpoint (tiny, trained and saved by the test) is the base policy of the sim graph; episodes
     keep coming although nothing trains, and every command executes a row of a LeRobot chunk."""
     sys.path.insert(0, str(ROOT / "test" / "unit"))
     from lerobot_tiny import save_tiny_policy
     checkpoint, _ = save_tiny_policy("act", tmp_path / "act", env_dim=14, steps=2)   # chunk_size 10
-    # Every process on rclpy's EventsExecutor (executor:=events): the same graph, the same checks.
+    # Every process on rclpy's MultiThreadedExecutor (executor:=multi_threaded, the default until
+    # 2026-12-07; the other graph tests run the default events): the same graph, the same checks.
     specs = GRAPHS["sim_vgm"][0](**{**default_args("sim_vgm"), "run_dir": str(tmp_path), "mode": "base_only",
-                                    "executor": "events"})
-    assert all(spec.executor == "events" for spec in specs)
+                                    "executor": "multi_threaded"})
+    assert all(spec.executor == "multi_threaded" for spec in specs)
     for spec in specs:
         if spec.name == "replay_learner":
             spec.overrides.update({"session_plan.num_demos": 1, "session_plan.max_env_steps": 150,
@@ -193,8 +194,8 @@ def test_base_only_session_with_a_lerobot_base_runs_to_its_budget(tmp_path):
         "chunks": (ActionChunk, topics.VLA_CHUNK), "commands": (CommandedAction, topics.COMMAND)}, seen)
     chunks, commands = seen["chunks"], seen["commands"]
     assert learner_rc == 0, f"learner did not finish the session:\n{logs['replay_learner'][-3000:]}"
-    assert all("[node_main] executor: events" in text for text in logs.values()), \
-        [name for name, text in logs.items() if "[node_main] executor: events" not in text]
+    assert all("[node_main] executor: multi_threaded" in text for text in logs.values()), \
+        [name for name, text in logs.items() if "[node_main] executor: multi_threaded" not in text]
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert data["finished_reason"] == "step budget" and data["updates"] == 0 and data["warmup_updates"] == 0
     assert all(e["mean_lambda"] == 0.0 for e in data["episodes"] if e["kind"] == "train")

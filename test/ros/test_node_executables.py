@@ -79,5 +79,5 @@ def test_an_unknown_executor_stops_the_node_with_one_line_and_exit_78():
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           stdin=subprocess.DEVNULL, timeout=120)
     assert proc.returncode == MISSING_DEPENDENCY_EXIT, proc.stdout
-    assert "--executor 'fastest': one of multi_threaded, single_threaded, events" in proc.stdout
+    assert "--executor 'fastest': one of events, single_threaded, multi_threaded" in proc.stdout
     assert "Traceback" not in proc.stdout

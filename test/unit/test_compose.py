@@ -130,20 +130,21 @@ def test_executor_is_a_launch_argument_that_reaches_every_process_command_line(t
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "sim_vgm.yaml").write_text("{}")
     for graph in GRAPHS:
-        assert default_args(graph)["executor"] == "multi_threaded"
+        assert default_args(graph)["executor"] == "events"
         assert not any(s.executor for s in GRAPHS[graph][0](**default_args(graph)))   # the default: no flag
-    specs = sim_graph(compose="pose_tracker,residual_policy", executor="events")
-    assert {s.executor for s in specs} == {"events"}
+    specs = sim_graph(compose="pose_tracker,residual_policy", executor="multi_threaded")
+    assert {s.executor for s in specs} == {"multi_threaded"}
     for spec in specs:
         args = command_args(spec, tmp_path)
         own = args[:args.index("--ros-args")]
-        assert _flag_values(own, "--executor") == ["events"], (spec.name, args)
+        assert _flag_values(own, "--executor") == ["multi_threaded"], (spec.name, args)
     container = _container(specs)
     assert parse_components(command_args(container, tmp_path)) == ["pose_tracker", "residual_policy"]
 
 
-def test_executor_kind_parses_checks_and_keeps_parallel_nodes_multi_threaded(capsys):
-    from resrl.ros.node_main import EXECUTORS, executor_kind
+def test_executor_kind_parses_checks_and_keeps_parallel_nodes_multi_threaded(monkeypatch, capsys):
+    from resrl.ros import node_main
+    from resrl.ros.node_main import DEFAULT_EXECUTOR, executor_kind
 
     class Plain:
         pass
@@ -151,12 +152,18 @@ def test_executor_kind_parses_checks_and_keeps_parallel_nodes_multi_threaded(cap
     class Parallel:
         parallel_callbacks = True
 
-    assert executor_kind(["--ros-args", "--executor", "events"]) == EXECUTORS[0]   # ROS args are not ours
-    assert executor_kind(["--executor", "events", "--ros-args", "-r", "a:=b"], [Plain]) == "events"
+    assert DEFAULT_EXECUTOR == "events"
+    assert executor_kind(["--ros-args", "--executor", "multi_threaded"]) == "events"   # ROS args are not ours
+    assert executor_kind(["--executor", "multi_threaded", "--ros-args", "-r", "a:=b"], [Plain]) == "multi_threaded"
     assert executor_kind(["--nodes", "x", "--executor=single_threaded"], [Plain]) == "single_threaded"
-    with pytest.raises(ValueError, match="one of multi_threaded, single_threaded, events"):
+    with pytest.raises(ValueError, match="one of events, single_threaded, multi_threaded"):
         executor_kind(["--executor", "fast"])
     with pytest.raises(ValueError):
         executor_kind(["--executor"])
     assert executor_kind(["--executor", "events"], [Plain, Parallel]) == "multi_threaded"
-    assert "Parallel needs callbacks in parallel" in capsys.readouterr().err
+    assert executor_kind([], [Parallel]) == "multi_threaded"
+    # an rclpy without the EventsExecutor (Humble): the next best, with one line saying so
+    monkeypatch.setattr(node_main, "_has_events_executor", lambda: False)
+    capsys.readouterr()
+    assert executor_kind([], [Plain]) == "single_threaded"
+    assert "no rclpy.experimental.EventsExecutor" in capsys.readouterr().err

@@ -150,10 +150,16 @@ class SimRobotNode(Node):
                 self.publish_due = None
                 self._publish_obs()
                 step_now = True   # a command for this stamp may already be here
-            elif not self.lockstep and self.active and self.target is not None:
-                stamp, pose_vec = self.target
+            elif not self.lockstep and self.active:
                 grip = self.gripper_cmd[max(self.gripper_cmd)] if self.gripper_cmd else 0.0
-                self._step(self._action_from_command(pose_vec, grip))
+                if self.target is not None:
+                    self._step(self._action_from_command(self.target[1], grip))
+                else:
+                    # No command yet: a real arm holds its pose and keeps streaming its state, so
+                    # the loop can start from any of its observations (stepping only on a command
+                    # deadlocked a run whose one observation after the reset was missed).
+                    state = np.asarray(self.obs["state"], dtype=np.float32)
+                    self._step(np.concatenate([state[:6], [grip]]).astype(np.float32))
             elif (self.lockstep and self.active and self.publish_due is None
                   and now - self.published_at > self.timeout_s):
                 # (Not while a reset's first observation waits for its head start: re-sending it

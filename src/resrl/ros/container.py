@@ -25,7 +25,7 @@ import sys
 from typing import List
 
 from resrl.launch_graph import NODE_EXECUTABLES, OPTIONAL_EXECUTABLES, component_name
-from resrl.ros.node_main import EXECUTORS, interruptibly, run_nodes
+from resrl.ros.node_main import DEFAULT_EXECUTOR, EXECUTORS, interruptibly, run_nodes
 
 COMPONENTS = tuple(component_name(exe) for exe in NODE_EXECUTABLES + OPTIONAL_EXECUTABLES)
 
@@ -47,7 +47,7 @@ def parse_components(argv: List[str]) -> List[str]:
     parser = argparse.ArgumentParser(prog="resrl_container", description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", required=True,
                         help=f"comma-separated nodes to host, of: {', '.join(COMPONENTS)}")
-    parser.add_argument("--executor", choices=EXECUTORS, default=EXECUTORS[0],
+    parser.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
                         help="the process's executor (resrl.ros.node_main.EXECUTORS)")
     names = [n.strip() for n in parser.parse_args(own).nodes.split(",") if n.strip()]
     unknown = [n for n in names if n not in COMPONENTS]

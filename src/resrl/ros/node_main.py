@@ -265,39 +265,45 @@ def _context_ok() -> bool:
 
 DEFAULT_EXECUTOR_THREADS = 2   # a node class needing more says so: ``executor_threads = 4``
 # The executor a process spins (``--executor KIND`` before ``--ros-args``; launch argument
-# ``executor:=``): rclpy's MultiThreadedExecutor with the nodes' threads (the default), its
-# SingleThreadedExecutor, or the C++ EventsExecutor (rclpy.experimental; one thread, no wait set
-# rebuilt per callback). A process hosting a node that needs callbacks in parallel
-# (``parallel_callbacks = True``: the robot bridge waits inside a service callback for the reset
-# sequence its other callbacks drive) keeps the multi-threaded one, and says so.
-EXECUTORS = ("multi_threaded", "single_threaded", "events")
+# ``executor:=``): rclpy's C++ EventsExecutor (rclpy.experimental; one thread, no wait set rebuilt
+# per callback; the default: BENCHMARKS.md, "The executor"), its SingleThreadedExecutor, or its
+# MultiThreadedExecutor with the nodes' threads (the default until 2026-12-07: 2-3x the latency
+# per hop, and it dropped messages at 30 Hz). Where rclpy has no EventsExecutor (before Jazzy) a
+# process runs single_threaded instead, and says so. A process hosting a node that needs
+# callbacks in parallel (``parallel_callbacks = True``: the robot bridge waits inside a service
+# callback for the reset sequence its other callbacks drive) runs multi_threaded.
+EXECUTORS = ("events", "single_threaded", "multi_threaded")
+DEFAULT_EXECUTOR = EXECUTORS[0]
 
 
 def executor_threads(node_cls) -> int:
     return int(getattr(node_cls, "executor_threads", DEFAULT_EXECUTOR_THREADS))
 
 
+def _has_events_executor() -> bool:
+    try:
+        return hasattr(importlib.import_module("rclpy.experimental"), "EventsExecutor")
+    except ImportError:
+        return False
+
+
 def executor_kind(argv, node_classes=()) -> str:
     """The executor for a process hosting ``node_classes``, from the ``--executor`` of its command
     line (the part before ``--ros-args``); raises ValueError for an unknown kind."""
     own = list(argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv)
-    kind = EXECUTORS[0]
+    kind = DEFAULT_EXECUTOR
     for i, arg in enumerate(own):
         if arg == "--executor" or arg.startswith("--executor="):
             kind = arg.split("=", 1)[1] if "=" in arg else (own[i + 1] if i + 1 < len(own) else "")
     if kind not in EXECUTORS:
         raise ValueError(f"--executor {kind!r}: one of {', '.join(EXECUTORS)}")
-    if kind == "events":
-        try:
-            getattr(importlib.import_module("rclpy.experimental"), "EventsExecutor")
-        except (ImportError, AttributeError):
-            raise ValueError("--executor events: this rclpy has no rclpy.experimental.EventsExecutor (ROS 2 "
-                             "Jazzy and newer have it); use single_threaded") from None
     parallel = [cls.__name__ for cls in node_classes if getattr(cls, "parallel_callbacks", False)]
-    if parallel and kind != EXECUTORS[0]:
-        print(f"[node_main] {', '.join(parallel)} needs callbacks in parallel: {EXECUTORS[0]} executor, "
-              f"not {kind}", file=sys.stderr)
-        kind = EXECUTORS[0]
+    if parallel:
+        return "multi_threaded"
+    if kind == "events" and not _has_events_executor():
+        print("[node_main] this rclpy has no rclpy.experimental.EventsExecutor (ROS 2 Jazzy and newer "
+              "have it): single_threaded executor", file=sys.stderr)
+        return "single_threaded"
     return kind
 
 
@@ -359,7 +365,7 @@ def run_nodes(node_classes, args=None) -> int:
             failure.append(traceback.format_exc())
     if nodes and len(nodes) == len(node_classes) and not stopper.requested() and not failure:
         executor = make_executor(kind, node_classes)
-        if kind != EXECUTORS[0]:
+        if kind != DEFAULT_EXECUTOR:
             print(f"[node_main] executor: {kind}", file=sys.stderr, flush=True)
         for node in nodes:
             executor.add_node(node)
