@@ -134,6 +134,16 @@ class LineProcess:
     def out(self) -> str:
         return "".join(self.lines)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Whatever a test's ``with`` block did, the process does not outlive it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return False
+
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -79,9 +79,8 @@ def test_container_hosts_nodes_with_their_names_parameters_remaps_and_stops_clea
         members[0].name = "tracker_b"      # not the class's own name: -r pose_tracker:__node:=tracker_b
         members[0].remappings = [(topics.OBJECT_POSES, REMAPPED)]   # -r tracker_b:...: only the tracker's
 
-    proc = container_process("pose_tracker,residual_policy,vgm_arbiter,bag_recorder", rename_tracker,
-                             mode="static", seed="7", run_dir=str(tmp_path / "run"))
-    try:
+    with container_process("pose_tracker,residual_policy,vgm_arbiter,bag_recorder", rename_tracker,
+                           mode="static", seed="7", run_dir=str(tmp_path / "run")) as proc:
         assert proc.wait_line("[resrl-phase] spin"), proc.out[-4000:]
         config = yaml.safe_load((SHARE / "config" / "sim_vgm.yaml").read_text())
         shared = flatten(config["/**"]["ros__parameters"])
@@ -109,10 +108,6 @@ def test_container_hosts_nodes_with_their_names_parameters_remaps_and_stops_clea
             (topics_of("publisher", "tracker_b"), topics_of("subscriber", "residual_policy"))
         assert topics.OBJECT_POSES not in topics_of("publisher", "tracker_b")
         took = proc.stop(signal.SIGINT)
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
     assert_clean_stop(proc, took, "container SIGINT while spinning")
     # each node's own stop ran: the arbiter's summary, the bag closed
     assert "stopping:" in proc.out and "[bag_recorder] bag closed" in proc.out, proc.out[-4000:]

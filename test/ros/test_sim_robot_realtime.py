@@ -25,8 +25,7 @@ def test_realtime_sim_streams_its_state_before_the_first_command():
     share = install_prefix() / "share" / "resrl"
     cmd = [str(install_prefix() / "lib" / "resrl" / "sim_robot_node"), "--ros-args",
            "--params-file", str(share / "config" / "sim_vgm.yaml"), "-p", "sim_robot:lockstep:=false"]   # node-keyed: the YAML's own section wins over /**
-    proc = LineProcess(cmd, dict(os.environ, RESRL_ANNOUNCE_PHASES="1"), GUARD_S)
-    try:
+    with LineProcess(cmd, dict(os.environ, RESRL_ANNOUNCE_PHASES="1"), GUARD_S) as proc:
         assert proc.wait_line("[resrl-phase] spin"), proc.out[-3000:]
         with ros_node("realtime_probe") as node:
             stamps = []
@@ -46,8 +45,4 @@ def test_realtime_sim_streams_its_state_before_the_first_command():
             assert len(set(after_reset)) >= 10, f"{len(set(after_reset))} states after the reset, none commanded"
             assert after_reset == sorted(after_reset)
         took = proc.stop(signal.SIGINT)
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
     assert_clean_stop(proc, took, "real-time sim robot SIGINT while streaming")
