@@ -64,7 +64,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     from sensor_msgs.msg import Image
 
     from resrl import topics
-    from resrl.msg import CommandedAction, ResidualAction, TrackedObjects
+    from resrl.msg import CommandedAction, EpisodeEvent, ResidualAction, TrackedObjects
     from resrl.ros import qos
     from resrl.ros.convert import stamp_to_ns
     from resrl.ros.spin_thread import SpinThread
@@ -104,6 +104,14 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     node.create_subscription(Image, topics.OBS_DEPTH, mark("depth"), sensor)
     node.create_subscription(ResidualAction, topics.RESIDUAL, mark("residual"), qos.CONTROL)
     node.create_subscription(CommandedAction, topics.COMMAND, mark("command"), qos.RECORDED)
+    terminal = set()   # stamps of episodes' last observations: no action follows them, nothing to command
+
+    def on_event(msg):
+        if msg.event in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.TIMEOUT, EpisodeEvent.ABORT):
+            with lock:
+                terminal.add(stamp_to_ns(msg.header.stamp))
+
+    node.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, on_event, qos.EVENTS)
     executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     spinner = SpinThread(executor).start()
@@ -120,6 +128,7 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
     time.sleep(seconds)
     with lock:
         steps = dict(seen)
+        last_steps = set(terminal)
     spinner.stop()
     node.destroy_node()
     rclpy.try_shutdown()
@@ -149,9 +158,14 @@ def graph_latency(obs_mode: str, rate: float, seconds: float, domain_id: int, tr
             per["arbiter_node"].append(cmd_t - max(ready, parts["residual"]))
         per["end_to_end"].append(cmd_t - obs)
     complete = sum(1 for p in steps.values() if "obs" in p and "command" in p)
+    # Steps that need a command: an observation came, and it was not an episode's last one.
+    needing = [t for t, p in steps.items() if "obs" in p and t not in last_steps]
+    missed = sum(1 for t in needing if "command" not in steps[t])
     return {"obs_mode": obs_mode, "rate_hz": rate, "seconds": seconds, "compose": compose, "executor": node_executor,
             "train_nice": train_nice, "train_cpus": train_cpus, "steps_observed": len(steps),
             "steps_with_command": complete, "expected_steps": int(rate * seconds),
+            "terminal_steps": sum(1 for t in steps if t in last_steps), "steps_needing_command": len(needing),
+            "steps_needing_command_missed": missed,
             **{k: _percentiles(v) for k, v in per.items()}, "graph_log": str(tmp / "graph.log")}
 
 
