@@ -269,8 +269,7 @@ def _configure(sess, task: str, arm: str, seed: int) -> None:
     sess.control.vgm = VGMArbiter(VGMConfig(**{**yaml_vgm, **cfg.vgm, "mode": cfg.mode}))
     sess.schedule = build_schedule(cfg.schedule, seed + 13)
     sess.takeover = from_dict(TakeoverConfig, cfg.takeover, "takeover")
-    sess.noise_free_every = (sess.graph.residual.noise_free_every if cfg.noise_free_every is None
-                             else cfg.noise_free_every)
+    sess.set_exploration(cfg)
     sess.train_enabled = cfg.mode != "base_only"
 
 

@@ -180,11 +180,7 @@ class InProcessSession:
         self.noise_rng = np.random.default_rng(seeds["exploration"])
         self.xi = np.asarray(self.model_cfg.xi, dtype=np.float32)
         self.train_enabled = cfg.mode != "base_only"
-        self.noise = (graph.residual.exploration_noise if cfg.exploration_noise is None else cfg.exploration_noise,
-                      graph.residual.exploration_noise_clip if cfg.exploration_noise_clip is None
-                      else cfg.exploration_noise_clip)
-        self.noise_free_every = (graph.residual.noise_free_every if cfg.noise_free_every is None
-                                 else cfg.noise_free_every)
+        self.set_exploration(cfg)
         self.store = SessionStore(cfg.run_dir) if cfg.run_dir else None
         self.resume_path = Path(cfg.run_dir) / "checkpoints" / "resume.pt" if cfg.run_dir else None
         self.resumed = False
@@ -239,6 +235,14 @@ class InProcessSession:
         obs = self._observe(raw)
         obs["base_action"] = self._plan(t, raw, info, obs)
         return obs
+
+    def set_exploration(self, cfg: InProcessConfig) -> None:
+        """The train episodes' exploration: ``cfg``'s settings, the residual node's in the graph
+        YAML where ``cfg`` leaves them None (benchmarks/suite.py re-applies it to a forked session)."""
+        res = self.graph.residual
+        self.noise = (res.exploration_noise if cfg.exploration_noise is None else cfg.exploration_noise,
+                      res.exploration_noise_clip if cfg.exploration_noise_clip is None else cfg.exploration_noise_clip)
+        self.noise_free_every = res.noise_free_every if cfg.noise_free_every is None else cfg.noise_free_every
 
     @torch.inference_mode()
     def _residual(self, obs: dict, explore: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
