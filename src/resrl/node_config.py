@@ -70,6 +70,11 @@ class ResidualNodeConfig:
     noise_free_every: int = 0
     chunks: ChunkConfig = field(default_factory=ChunkConfig)
 
+    def __post_init__(self):
+        if self.noise_free_every < 0:
+            raise ConfigError(f"residual_policy.noise_free_every: 0 (every train episode explores) or N >= 1, "
+                              f"got {self.noise_free_every}")
+
 
 @dataclass
 class DepthSourceConfig:

@@ -1,5 +1,6 @@
 """resrl.sim.inprocess: the sim session wired by calls (what benchmarks/table1.py sweeps)."""
 import numpy as np
+import pytest
 
 from resrl.sim.inprocess import InProcessConfig, InProcessSession
 
@@ -121,6 +122,10 @@ def test_every_nth_train_episode_runs_the_deterministic_policy():
     assert [explores("train", i, 3) for i in range(6)] == [False, True, True, False, True, True]
     assert all(explores("train", i, 0) for i in range(4))
     assert not any(explores(kind, i, 0) for kind in ("eval", "demo") for i in range(4))
+    from resrl.configs import ConfigError
+    from resrl.node_config import ResidualNodeConfig
+    with pytest.raises(ConfigError, match="noise_free_every"):
+        ResidualNodeConfig(noise_free_every=-1)
     s = InProcessSession(InProcessConfig(mode="static", seed=4, noise_free_every=2, **TINY), log=lambda line: None)
     s.run()
     noisy_calls = {}
