@@ -83,9 +83,14 @@ ARMS = {
 # judging the residual as executed, exploration noise included (greedy_input; the default until
 # 2026-12-07, now "policy": the policy's action before the noise); the greedy gate's baseline V(s)
 # instead of Q(s, a_VLA), an action the replay rarely holds once the residual runs; the advantage
-# differenced from the raw Q values, then clipped (the critic's common offset cancels).
+# differenced from the raw Q values, then clipped (the critic's common offset cancels); an escape
+# gate that a V at the top of its range does not latch (an overestimating critic's V sits there).
 for _suffix, _vgm in (("executed-gate", {"greedy_input": "executed"}), ("value-baseline", {"greedy_baseline": "value"}),
-                      ("raw-advantage", {"advantage_from_raw_q": True})):
+                      ("raw-advantage", {"advantage_from_raw_q": True}),
+                      ("unsaturated", {"escape_ignores_saturated_value": True}),
+                      # ... and only while the arm is still: TCP < 1 cm over the 0.5 s escape window,
+                      # above the exploration noise's jitter (0.1 xi = 3 mm per axis and step)
+                      ("unsaturated-still", {"escape_ignores_saturated_value": True, "escape_stall_m": 0.01})):
     for _arm in ("vgm", "vgm-escape-amplify"):
         ARMS[f"{_arm}-{_suffix}"] = {**copy.deepcopy(ARMS[_arm]), "vgm": {**ARMS[_arm].get("vgm", {}), **_vgm}}
 # Human in the loop (resrl.sim.inprocess.TakeoverConfig): in train episodes the scripted expert takes

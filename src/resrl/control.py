@@ -150,7 +150,7 @@ class ControlStep:
                 q_comb, q_base, value = self.critic(obs, a_vla, gate_res)
             except Exception as exc:   # a broken critic must not move the robot: the gates see no evidence
                 critic_error = f"critic failed: {exc}"
-        report = self.vgm.step(q_comb, q_base, value)
+        report = self.vgm.step(q_comb, q_base, value, state=state)
         perturbed = None if takeover else self._escape_perturbation(a_res, report)
         if perturbed is not None:
             a_res = perturbed   # what is composed is what is stored: the critic learns what ran

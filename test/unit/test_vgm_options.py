@@ -248,3 +248,51 @@ def test_greedy_input_is_checked_and_the_paper_judges_what_runs():
     assert VGMConfig.paper().greedy_input == "executed"
     with pytest.raises(ValueError, match="greedy_input"):
         VGMConfig(greedy_input="mean")
+
+
+def test_a_saturated_value_does_not_latch_the_escape_gate_when_asked():
+    # An overestimating critic: V above value_max is clipped to 1 and cannot rise; the paper's lag
+    # test reads that as a stall, the option reads it as no evidence.
+    kw = dict(use_greedy=False, use_regress=False, W_e=2, max_lambda_rate=None, lambda_max=2.0,
+              amplify_only_on_escape=True)
+    paper_lag, guarded = gated(**kw), gated(**kw, escape_ignores_saturated_value=True)
+    assert [paper_lag.step(None, None, 1.3).escape_latched for _ in range(4)] == [False, False, True, True]
+    assert [guarded.step(None, None, 1.3).lambda_value for _ in range(4)] == [1.0] * 4
+    # Within critic_noise of the top is saturated too; below it the lag test runs as before.
+    near_top = dict(kw, critic_noise=0.02)
+    unguarded = gated(**near_top)
+    assert [unguarded.step(None, None, 0.985).escape_latched for _ in range(4)][-1]
+    near = gated(**near_top, escape_ignores_saturated_value=True)
+    assert not any(near.step(None, None, 0.985).escape_latched for _ in range(4))
+    stalled = gated(**kw, escape_ignores_saturated_value=True)
+    assert [stalled.step(None, None, 0.9).escape_latched for _ in range(4)] == [False, False, True, True]
+    # A latched gate is released by progress, also when V rises into saturation.
+    assert stalled.step(None, None, 1.2).escape_latched is False
+
+
+def test_escape_latches_only_while_the_arm_is_still_when_asked():
+    kw = dict(use_greedy=False, use_regress=False, W_e=2, max_lambda_rate=None, escape_stall_m=0.01)
+    still = np.array([0.5, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0])
+    moving = [still + [0.01 * k, 0, 0, 0, 0, 0, 0] for k in range(6)]           # 1 cm per step
+    closing = [still + [0, 0, 0, 0, 0, 0, -0.2 * k] for k in range(6)]           # gripper closing
+    # V flat throughout: only a still arm latches the gate.
+    for states, latches in ((moving, False), (closing, False), ([still] * 6, True)):
+        arb = gated(**kw)
+        assert [arb.step(None, None, 0.5, state=s).escape_latched for s in states][-1] is latches
+    # No state, no evidence: the gate does not latch. Option off: the paper's lag test latches
+    # on the flat V whatever the arm does.
+    blind = gated(**kw)
+    assert not any(blind.step(None, None, 0.5).escape_latched for _ in range(6))
+    off = gated(W_e=2, use_greedy=False, use_regress=False)
+    assert [off.step(None, None, 0.5, state=s).escape_latched for s in moving][-1]
+    with pytest.raises(ValueError, match="escape_stall_m"):
+        VGMConfig(escape_stall_m=-0.01)
+
+
+def test_the_control_step_hands_the_robot_state_to_the_escape_gate():
+    from resrl.arbiter.safety import SafetyFilter
+    from resrl.control import ControlStep
+    step = ControlStep(VGMArbiter(VGMConfig(W_e=2, use_greedy=False, use_regress=False, escape_stall_m=0.01)),
+                       SafetyFilter(), critic=lambda *_: (FLAT, FLAT, 0.5))
+    reports = [step.decide(STATE, {"x": 1}, A_VLA, A_RES).report for _ in range(4)]
+    assert reports[-1].escape_latched   # the same state every step: still

@@ -34,7 +34,9 @@ switches all of them off and is exactly the gate above:
 * escape by perturbation (``escape_noise``, off by default): while the escape gate is latched the
   control step (resrl.control) perturbs the residual, as training exploration does.
 * escape by amplification (``amplify_only_on_escape`` with ``lambda_max`` > 1, off by default):
-  only the escape gate takes lambda above 1.
+  only the escape gate takes lambda above 1; ``escape_ignores_saturated_value`` (off by default):
+  a V at the top of its range is no evidence of a stall; ``escape_stall_m`` (off by default): the
+  escape gate latches only while the arm is still, the paper's "ceases movement near the target".
 * what the gates judge in training (``greedy_input``): the residual policy's own action
   ("policy"), not the residual as executed with its exploration noise (the paper's "executed").
 * the advantage of an offset critic (``advantage_from_raw_q``, off by default): the greedy gate
@@ -49,9 +51,12 @@ from typing import Optional
 
 import numpy as np
 
-from resrl.actions import ACTION_DIM, ACTION_GROUPS, as_action
+from resrl.actions import ACTION_DIM, ACTION_GROUPS, GRIPPER, STATE_DIM, TRANSLATION, as_action
 
 MODES = ("vgm", "static", "base_only", "residual_only")
+# The gripper is still (VGMConfig.escape_stall_m) when its opening changed by less than this
+# fraction of its stroke over the escape window: a closing gripper is a grasp, not a stall.
+GRIPPER_STILL = 0.05
 
 
 def _unit_groups() -> dict[str, float]:
@@ -110,6 +115,20 @@ class VGMConfig:
     # further along its own direction while V makes no progress, and nowhere else. False: every
     # gate counts towards lambda_max (the paper's sum).
     amplify_only_on_escape: bool = False
+    # A V at the top of its range (>= value_max - critic_noise) is no evidence of stagnation: a
+    # value clipped at value_max cannot rise, so the lag test reads saturation as a stall. True:
+    # such a step does not latch the escape gate (progress still releases it). An overestimating critic (Cal-QL's
+    # V above 1 on pick_place) latched it on 51-81 % of the steps of a task the warm-up solves, and
+    # amplification then broke it (BENCHMARKS.md, "Escape amplification on the task the warm-up
+    # solves"). False: the paper's lag test.
+    escape_ignores_saturated_value: bool = False
+    # The paper's stagnation trap is the robot that "ceases movement near the target". > 0: the
+    # escape gate latches only while the arm is also still -- the TCP moved less than this (m) and
+    # the gripper less than GRIPPER_STILL of its stroke over the same W_e steps -- not wherever V
+    # is flat (a flat V also marks a grasp or a carry that is going well). Needs the robot state
+    # (VGMArbiter.step(state=...)); without it the gate has no evidence and does not latch.
+    # 0: V alone (the paper's lag test).
+    escape_stall_m: float = 0.0
     # Lambda used in "static" mode (the static-residual baseline).
     lambda_static: float = 0.5
     # Largest change of lambda per step in "vgm" mode; None or 0 disables the limit. 0.25: a 0->1
@@ -180,6 +199,8 @@ class VGMConfig:
             raise ValueError("VGMConfig.value_max must be > value_min")
         if not (math.isfinite(self.critic_noise) and self.critic_noise >= 0.0):
             raise ValueError("VGMConfig.critic_noise must be finite and >= 0")
+        if not (math.isfinite(self.escape_stall_m) and self.escape_stall_m >= 0.0):
+            raise ValueError("VGMConfig.escape_stall_m must be finite and >= 0")
         # Missing groups default to 1; an unknown group name is a typo and must not be ignored.
         for name in ("group_weights", "group_lambda_max"):
             given = dict(getattr(self, name))
@@ -251,6 +272,7 @@ class VGMArbiter:
         self.lambda_static = self.config.lambda_static
         # One V per valid step of this episode, newest last; long enough for both windows.
         self._values: deque[float] = deque(maxlen=max(self.config.W_r, self.config.W_e) + 1)
+        self._states: deque[np.ndarray] = deque(maxlen=self.config.W_e + 1)   # escape_stall_m
         self._latched = False
         self._greedy_hold = 0         # steps the greedy decision holds (greedy_hold_steps)
         self._greedy_sign = 0.0       # +1 help / -1 harm: what the hold repeats
@@ -258,6 +280,7 @@ class VGMArbiter:
 
     def reset(self) -> None:
         self._values.clear()
+        self._states.clear()
         self._latched = False
         self._greedy_hold = 0
         self._greedy_sign = 0.0
@@ -274,13 +297,14 @@ class VGMArbiter:
         previous, self.mode = self.mode, mode
         return previous
 
-    def step(self, q_combined, q_base, value, done: bool = False) -> GateReport:
+    def step(self, q_combined, q_base, value, done: bool = False, state=None) -> GateReport:
         """Compute the gates and lambda for the current step.
 
         ``q_combined``/``q_base``: (E,) ensemble Q values or None; ``value``: V(s_t) or None.
         Missing or non-finite inputs are "no evidence": the affected gates give 0 and the value
         history/latch are left untouched. ``done=True`` marks the last step of the episode: the
-        escape gate cannot fire on it and the arbiter resets itself afterwards.
+        escape gate cannot fire on it and the arbiter resets itself afterwards. ``state``: the
+        robot state (resrl.actions STATE_DIM layout), what ``escape_stall_m`` reads.
         """
         cfg = self.config
         issues = []
@@ -321,6 +345,10 @@ class VGMArbiter:
             sign = self._greedy_sign
         g_greedy, g_harm = float(sign > 0.0), float(sign < 0.0)
 
+        if cfg.escape_stall_m > 0.0:
+            arm = _finite_vector(state)
+            if arm is not None and arm.size >= STATE_DIM:
+                self._states.append(arm[:STATE_DIM])
         v = float(v_in[0]) if v_in is not None else math.nan
         window_max = drop = progress = 0.0
         g_regress = g_escape = 0.0
@@ -338,9 +366,10 @@ class VGMArbiter:
             if has_lag:
                 progress = v - history[-(cfg.W_e + 1)]
             eta = cfg.eta_e + cfg.critic_noise
+            saturated = cfg.escape_ignores_saturated_value and v >= cfg.value_max - cfg.critic_noise
             if not cfg.use_escape or done:
                 self._latched = False
-            elif has_lag and progress < eta:
+            elif has_lag and progress < eta and not saturated and self._arm_still():
                 self._latched = True
             elif has_lag and progress > eta:
                 self._latched = False
@@ -387,6 +416,18 @@ class VGMArbiter:
         if done:
             self.reset()
         return report
+
+    def _arm_still(self) -> bool:
+        """escape_stall_m: the TCP and the gripper were still over the escape window (True when
+        the option is off; False without W_e steps of state)."""
+        cfg = self.config
+        if cfg.escape_stall_m <= 0.0:
+            return True
+        if len(self._states) <= cfg.W_e:
+            return False
+        now, then = self._states[-1], self._states[0]
+        return bool(np.linalg.norm(now[TRANSLATION] - then[TRANSLATION]) < cfg.escape_stall_m
+                    and abs(float(now[GRIPPER][0] - then[GRIPPER][0])) < GRIPPER_STILL)
 
     def _group_lambda(self, lambda_raw: float) -> tuple[np.ndarray, bool]:
         """Lambda per action group for the current mode, and whether the rate limit acted."""
