@@ -93,6 +93,12 @@ for _suffix, _vgm in (("executed-gate", {"greedy_input": "executed"}), ("value-b
                       ("unsaturated-still", {"escape_ignores_saturated_value": True, "escape_stall_m": 0.01})):
     for _arm in ("vgm", "vgm-escape-amplify"):
         ARMS[f"{_arm}-{_suffix}"] = {**copy.deepcopy(ARMS[_arm]), "vgm": {**ARMS[_arm].get("vgm", {}), **_vgm}}
+# ... and without the greedy gate (its harm branch is what loses pick_place's seed with the guards
+# on): lambda is the warm-up's 1 plus what the regress gate adds (capped at 1) and the escape
+# gate's amplification on a still arm.
+ARMS["vgm-escape-amplify-unsaturated-still-no-greedy"] = {
+    **copy.deepcopy(ARMS["vgm-escape-amplify-unsaturated-still"]),
+    "vgm": {**ARMS["vgm-escape-amplify-unsaturated-still"]["vgm"], "use_greedy": False}}
 # Human in the loop (resrl.sim.inprocess.TakeoverConfig): in train episodes the scripted expert takes
 # over once the arm has hovered in a 1 cm box for 10 steps (1 s) while placing, and finishes the
 # episode; its steps are labelled interventions, as an operator's gamepad takeover is on the graph.

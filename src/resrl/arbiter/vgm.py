@@ -117,10 +117,10 @@ class VGMConfig:
     amplify_only_on_escape: bool = False
     # A V at the top of its range (>= value_max - critic_noise) is no evidence of stagnation: a
     # value clipped at value_max cannot rise, so the lag test reads saturation as a stall. True:
-    # such a step does not latch the escape gate (progress still releases it). An overestimating critic (Cal-QL's
-    # V above 1 on pick_place) latched it on 51-81 % of the steps of a task the warm-up solves, and
-    # amplification then broke it (BENCHMARKS.md, "Escape amplification on the task the warm-up
-    # solves"). False: the paper's lag test.
+    # such a step does not latch the escape gate (progress still releases it). With Cal-QL's V
+    # (above 1 on pick_place) the lag test latched on 52-95 % of the training steps of a task the
+    # warm-up solves, and amplification then broke 4 of 5 seeds (BENCHMARKS.md, "Escape
+    # amplification on the task the warm-up solves"). False: the paper's lag test.
     escape_ignores_saturated_value: bool = False
     # The paper's stagnation trap is the robot that "ceases movement near the target". > 0: the
     # escape gate latches only while the arm is also still -- the TCP moved less than this (m) and
