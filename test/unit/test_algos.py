@@ -755,7 +755,7 @@ def test_calql_self_imitation_pulls_toward_executed_corrections_of_successes_onl
         res = agent.actor(batch["obs"])
     expected = (((res - executed.clamp(-XI, XI)) / XI).pow(2).mean(-1)).mean()
     won = {**batch, "mc_return": torch.full((n,), 0.9), "intervention": torch.zeros(n, dtype=torch.bool)}
-    assert float(agent.actor_loss(won)[1]["self_bc_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(agent.actor_loss(won)[1]["self_bc_loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
     lost = {**won, "mc_return": torch.zeros(n)}                       # failed episodes: no pull
     assert float(agent.actor_loss(lost)[1]["self_bc_loss"]) == 0.0
     human = {**won, "intervention": torch.ones(n, dtype=torch.bool)}  # takeovers have their own BC
