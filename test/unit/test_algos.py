@@ -757,9 +757,9 @@ def test_calql_self_imitation_pulls_toward_executed_corrections_of_successes_onl
     won = {**batch, "mc_return": torch.full((n,), 0.9), "intervention": torch.zeros(n, dtype=torch.bool)}
     assert float(agent.actor_loss(won)[1]["self_bc_loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
     lost = {**won, "mc_return": torch.zeros(n)}                       # failed episodes: no pull
-    assert float(agent.actor_loss(lost)[1]["self_bc_loss"]) == 0.0
+    assert float(agent.actor_loss(lost)[1]["self_bc_loss"].detach()) == 0.0
     human = {**won, "intervention": torch.ones(n, dtype=torch.bool)}  # takeovers have their own BC
-    assert float(agent.actor_loss(human)[1]["self_bc_loss"]) == 0.0
+    assert float(agent.actor_loss(human)[1]["self_bc_loss"].detach()) == 0.0
     off = CalQL(ToyActor(), ToyCritic(), CalQLConfig(augment_pad=0), seed=0)   # default: off
     assert float(off.actor_loss(won)[1]["self_bc_loss"]) == 0.0
 
